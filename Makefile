@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make run   set up the virtual environment and run the workflow on the embedded default
+#   make test  set up the same environment and run the tests
+VENV ?= .venv
+PYTHON ?= python3
+CORES ?= all
+BIN := $(abspath $(VENV))/bin
+SNAKEMAKE_ARGS ?=
+
+.PHONY: run test venv lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt torch torchvision
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	# the embedded dataset's wheel; its metadata pulls tensorflow, which we never import
+	$(BIN)/pip install --quiet --no-deps animal-mnist==0.4
+	touch $@
+
+run: venv
+	PATH="$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+test: venv
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra
+
+lint: venv
+	PATH="$(BIN):$$PATH" $(BIN)/snakemake --lint
+
+bench: venv
+	PATH="$(BIN):$$PATH" $(BIN)/python bench/group_sampling.py
+
+clean:
+	rm -rf results logs benchmarks data .snakemake

@@ -1,0 +1,25 @@
+# d3hr-workflow: D3HR dataset distillation (Zhao et al., ICML 2025) per class, as a Snakemake workflow.
+# Run: `make run` (embedded default), or with the venv active: snakemake --cores 8 --resources gpu=4
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/models.smk"
+include: "rules/encode.smk"
+include: "rules/invert.smk"
+include: "rules/gaussian.smk"
+include: "rules/select.smk"
+include: "rules/decode.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

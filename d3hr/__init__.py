@@ -1,0 +1,44 @@
+"""D3HR: Taming Diffusion for Dataset Distillation with High Representativeness (Zhao et al., ICML 2025).
+
+Each stage is a small module with plain functions over tensors and arrays:
+
+    data      image folders, the embedded animal-mnist export
+    encode    VAE latents per class                        (SPEC section 1)
+    ddim      DDIM inversion / sampling with CFG           (SPEC section 2)
+    invert    inverted latents per class                   (SPEC section 2)
+    gaussian  per-dimension Gaussian + normality stats     (SPEC section 3)
+    select    group sampling                               (SPEC section 4)
+    decode    DDIM from the selected latents, VAE decode   (SPEC section 5)
+"""
+
+__version__ = "0.1.0"
+
+
+class D3HRError(Exception):
+    """An error a user can act on: the message names the file or value and the problem."""
+
+
+# Modules whose code determines each stage's outputs. Snakemake does not see changes to this package, so each
+# rule puts `code_version(stage)` into its params: editing one of these modules reruns that stage's jobs.
+STAGE_MODULES = {
+    "export": ["data", "seeds"],
+    "train_ldm": ["train", "models", "data"],
+    "train_teacher": ["train", "nets", "data"],
+    "quality": ["train", "ddim", "models", "nets", "data"],
+    "encode": ["encode", "data", "models", "seeds"],
+    "invert": ["invert", "ddim", "models"],
+    "fit_gaussian": ["gaussian"],
+    "select": ["select", "seeds"],
+    "decode": ["decode", "ddim", "models"],
+}
+
+
+def code_version(stage: str) -> str:
+    """A short hash of the source of the modules that make `stage`'s outputs."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for mod in STAGE_MODULES[stage]:
+        h.update((Path(__file__).parent / f"{mod}.py").read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"

@@ -1,0 +1,101 @@
+"""Configuration checks beyond the JSON schema (config/schema.yaml), shared by the Snakefile and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import D3HRError
+from .data import EMBEDDED, check_class_name, list_classes
+
+SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+
+
+def validate_schema(config: dict, schema=SCHEMA) -> dict:
+    """Validate against the JSON schema, filling defaults (as snakemake.utils.validate does)."""
+    import yaml
+    from jsonschema import Draft202012Validator, validators
+
+    def set_defaults(validator, properties, instance, schema):
+        for prop, sub in properties.items():
+            if isinstance(instance, dict) and "default" in sub:
+                instance.setdefault(prop, sub["default"])
+        yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    cls = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    errors = sorted(cls(yaml.safe_load(Path(schema).read_text())).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.path) or "(top level)"
+        raise D3HRError(f"invalid config value at {where}: {e.message}")
+    return config
+
+
+def check_semantics(config: dict) -> dict:
+    """Cross-field checks: timesteps on the DDIM grid, selected timestep kept, training settings present."""
+    from .ddim import timestep_grid
+
+    inv = config["invert"]
+    grid = set(timestep_grid(1000, inv["num_inference_steps"]).tolist()) if 1000 % inv["num_inference_steps"] == 0 else None
+    if grid is None:
+        raise D3HRError(f"invert.num_inference_steps={inv['num_inference_steps']} must divide 1000")
+    off = [t for t in inv["keep_timesteps"] if t not in grid]
+    if off:
+        step = 1000 // inv["num_inference_steps"]
+        raise D3HRError(f"invert.keep_timesteps {off} are not on the {inv['num_inference_steps']}-step DDIM grid "
+                        f"(multiples of {step} from 0 to {1000 - step})")
+    if config["select"]["timestep"] not in inv["keep_timesteps"]:
+        raise D3HRError(f"select.timestep={config['select']['timestep']} is not in invert.keep_timesteps")
+    for name, ds in config["datasets"].items():
+        for key in ("model", "teacher"):
+            if ds[key] == "train" and key == "model" and not {"vae", "dit"} <= set(config.get("train", {})):
+                raise D3HRError(f"datasets.{name}.model is 'train' but the config has no train.vae / train.dit")
+            if ds[key] == "train" and key == "teacher" and "teacher" not in config.get("train", {}):
+                raise D3HRError(f"datasets.{name}.teacher is 'train' but the config has no train.teacher")
+        if ds["model"] == "train" and "quality" not in config.get("train", {}):
+            raise D3HRError(f"datasets.{name}.model is 'train' but the config has no train.quality")
+    return config
+
+
+def dataset_root(name: str, ds: dict) -> str:
+    return f"data/{name}" if ds.get("embedded") else ds["root"]
+
+
+def dataset_classes(name: str, ds: dict) -> list[str]:
+    """The class list: explicit, or all classes (of the embedded dataset, or the folders of {root}/train)."""
+    if ds.get("embedded"):
+        known = EMBEDDED[ds["embedded"]]
+        if ds["classes"] == "all":
+            return list(known)
+        unknown = [c for c in ds["classes"] if c not in known]
+        if unknown:
+            raise D3HRError(f"datasets.{name}.classes: {unknown} are not classes of {ds['embedded']} ({', '.join(known)})")
+        return [check_class_name(c) for c in ds["classes"]]
+    train = Path(ds["root"]) / "train"
+    on_disk = list_classes(train)
+    if ds["classes"] == "all":
+        return [check_class_name(c) for c in on_disk]
+    missing = [c for c in ds["classes"] if c not in on_disk]
+    for c in ds["classes"]:
+        check_class_name(c)
+    if missing:
+        raise D3HRError(f"datasets.{name}.classes: {missing} not found under {train} (class folders there: "
+                        f"{', '.join(on_disk[:10])}{' ...' if len(on_disk) > 10 else ''})")
+    return list(ds["classes"])
+
+
+def model_label(name: str, ds: dict, cls: str, classes: list[str]) -> int:
+    """The model's label index of a class, known before any job runs (so it can be a per-class param):
+    a workflow-trained model uses the config's class order; a given pipeline uses its classes.json, else the sorted
+    class folders of {root}/train (ImageNet's folder order is its label order)."""
+    import json
+
+    if ds["model"] == "train":
+        return classes.index(cls)
+    names_file = Path(ds["model"]) / "classes.json"
+    if names_file.is_file():
+        names = json.loads(names_file.read_text())
+        if cls not in names:
+            raise D3HRError(f"{names_file}: class {cls!r} is not among the model's classes")
+        return names.index(cls)
+    on_disk = list_classes(Path(dataset_root(name, ds)) / "train")
+    return on_disk.index(cls)

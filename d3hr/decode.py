@@ -1,0 +1,69 @@
+"""Stage 5: DDIM sampling with CFG from the selected latents at exactly their timestep, VAE decode, PNGs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from . import D3HRError
+from .ddim import sample, timestep_grid
+from .h5io import check_finite, open_h5, read_attrs
+from .models import load_ldm
+
+
+@torch.no_grad()
+def decode_latents(ldm, z_t, t_start, label, grid, guidance, batch_size=256, progress=None) -> np.ndarray:
+    """z_t (n x C x h x w) at timestep t_start -> uint8 images n x H x W x 3 (x = D(z0 / s), clamped)."""
+    device = next(ldm.transformer.parameters()).device
+    out = []
+    for i in range(0, len(z_t), batch_size):
+        z = torch.from_numpy(z_t[i : i + batch_size]).to(device)
+        labels = torch.full((len(z),), label, device=device, dtype=torch.long)
+        z0 = sample(ldm.transformer, z, t_start, labels, ldm.alphas_cumprod, grid, ldm.null_label, guidance, progress)
+        x = ldm.vae.decode((z0 / ldm.scaling_factor).to(ldm.vae.dtype)).sample.float()
+        out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def save_pngs(images: np.ndarray, out_dir, prefix: str, resize: int | None = None):
+    """Write images as {prefix}_{i:03d}.png into out_dir, atomically (temporary folder + rename)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for i, img in enumerate(images):
+        im = Image.fromarray(img if img.shape[-1] == 3 else img[..., 0])
+        if resize and im.size != (resize, resize):
+            im = im.resize((resize, resize), Image.LANCZOS)
+        im.save(tmp / f"{prefix}_{i:03d}.png")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+def decode_class(selected_h5, pipeline_dir, out_dir, guidance=None, num_steps=None, resize=None, batch_size=256,
+                 dataset="latents", device="cpu"):
+    with open_h5(selected_h5, "selected latents") as f:
+        z = f[dataset][:]
+        attrs = read_attrs(f)
+    check_finite(z, selected_h5, dataset)
+    ldm = load_ldm(pipeline_dir, device=device)
+    t = int(attrs["timestep"])
+    num_steps = int(num_steps or attrs["num_inference_steps"])
+    guidance = float(attrs["guidance"] if guidance is None else guidance)
+    grid = timestep_grid(ldm.num_train_timesteps, num_steps)
+    label = attrs.get("label")
+    if label is None:
+        raise D3HRError(f"{selected_h5}: no class label in its attributes")
+    bar = tqdm(total=int((grid <= t).sum()) * -(-len(z) // batch_size), desc=f"decode {attrs['cls']}", mininterval=10, file=sys.stderr)
+    images = decode_latents(ldm, z, t, int(label), grid, guidance, batch_size, bar)
+    bar.close()
+    save_pngs(images, out_dir, prefix=str(attrs["cls"]).replace(" ", "_"), resize=resize)
+    return images

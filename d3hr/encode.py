@@ -1,0 +1,54 @@
+"""Stage 1: encode the training images of one class with the VAE (SPEC section 1).
+
+z0 = s * sample(E(x)) (or the posterior mean), streamed in batches into a resizable HDF5 dataset so that memory
+does not grow with the number of images.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import iter_image_batches, list_images, to_model_range
+from .h5io import atomic_output, check_finite, create_dataset, provenance, set_attrs
+from .models import load_ldm
+from .seeds import derive_seed
+
+
+def encode_class(class_dir, pipeline_dir, out, resolution, channels=3, batch_size=64, sample_posterior=True, seed=0, device="cpu"):
+    class_dir = Path(class_dir)
+    cls = class_dir.name
+    files = list_images(class_dir)
+    ldm = load_ldm(pipeline_dir, device=device, components=("vae",))
+    vae, s = ldm.vae, ldm.scaling_factor
+    gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "encode", cls))
+    shape = (ldm.latent_channels, ldm.latent_size, ldm.latent_size)
+    with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
+        lat = create_dataset(f, "latents", shape=(0, *shape), dtype=np.float32, maxshape=(None, *shape))
+        ids = []
+        for names, batch in tqdm(iter_image_batches(files, resolution, channels, batch_size), total=-(-len(files) // batch_size),
+                                 desc=f"encode {cls}", mininterval=10, file=sys.stderr):
+            x = to_model_range(batch).to(device, vae.dtype)
+            if x.shape[1] != vae.config.in_channels:
+                raise ValueError(f"{class_dir}: images have {x.shape[1]} channels, the VAE expects {vae.config.in_channels}")
+            with torch.no_grad():
+                post = vae.encode(x).latent_dist
+                z = (post.sample(generator=gen) if sample_posterior else post.mean) * s  # z0 = s * sample(E(x))
+            z = z.float().cpu().numpy()
+            if z.shape[1:] != shape:
+                raise ValueError(f"{pipeline_dir}: VAE latents have shape {z.shape[1:]}, the DiT expects {shape}: "
+                                 f"is `resolution` ({resolution}) the model's resolution?")
+            check_finite(z, out, "latents")
+            n = lat.shape[0]
+            lat.resize(n + len(z), axis=0)
+            lat[n:] = z
+            ids += names
+        create_dataset(f, "ids", data=np.asarray(ids, dtype=object))
+        set_attrs(f, provenance(stage="encode", cls=cls, model=str(pipeline_dir), resolution=resolution,
+                                scaling_factor=s, sample_posterior=sample_posterior, seed=seed, n_images=len(ids)))
+    return len(ids)

@@ -1,0 +1,69 @@
+"""Stage 3: per-dimension Gaussian of one class's inverted latents, plus normality statistics (SPEC section 3).
+
+For each kept timestep t: mu_t = mean_i z_t^(i), sigma_t^2 = unbiased variance, over the N_c images, per dimension
+of the flattened latent. Normality per dimension (skewness, excess kurtosis, D'Agostino-Pearson p-value) is
+recorded for the VAE latents and for every inverted timestep: the paper's "low normality -> high normality".
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from scipy import stats
+
+from . import D3HRError
+from .h5io import check_finite, open_h5, provenance, read_attrs, write_h5
+
+
+def fit(x: np.ndarray):
+    """(mean, unbiased variance) per dimension of x (N x d), accumulated in float64."""
+    if x.shape[0] < 2:
+        raise D3HRError(f"a Gaussian fit needs at least 2 samples, got {x.shape[0]}")
+    x = x.astype(np.float64, copy=False)
+    return x.mean(0), x.var(0, ddof=1)
+
+
+def normality(x: np.ndarray) -> dict:
+    """Per-dimension skewness, excess kurtosis and normality-test p-value (NaN when N < 20)."""
+    x = x.astype(np.float64, copy=False)
+    out = {"skew": stats.skew(x, axis=0), "kurtosis": stats.kurtosis(x, axis=0)}
+    if x.shape[0] >= 20:
+        out["normal_p"] = stats.normaltest(x, axis=0).pvalue
+    else:
+        out["normal_p"] = np.full(x.shape[1], np.nan)
+    return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def fit_class(inverted_h5, latents_h5, out):
+    """Write mu/var and normality stats per timestep (group `t{t}`) and for the VAE latents (group `latent`)."""
+    with open_h5(inverted_h5, "inverted latents") as f:
+        attrs = read_attrs(f)
+        timesteps = [int(t) for t in f["timesteps"][:]]
+        shape = f[f"t{timesteps[0]}"].shape[1:]
+        data = {}
+        zero_dims = {}
+        for t in timesteps:
+            x = f[f"t{t}"][:].reshape(f[f"t{t}"].shape[0], -1)
+            check_finite(x, inverted_h5, f"t{t}")
+            mu, var = fit(x)
+            zero = int((var <= 0).sum())
+            if zero:
+                zero_dims[t] = zero
+                print(f"[d3hr] warning: {inverted_h5}: {zero} dimensions with zero variance at t={t}", file=sys.stderr)
+            data[f"t{t}/mean"] = mu.astype(np.float32)
+            data[f"t{t}/var"] = var.astype(np.float32)
+            for k, v in normality(x).items():
+                data[f"t{t}/{k}"] = v
+    with open_h5(latents_h5, "latents") as f:
+        x = f["latents"][:].reshape(f["latents"].shape[0], -1)
+    check_finite(x, latents_h5, "latents")
+    mu, var = fit(x)
+    data["latent/mean"], data["latent/var"] = mu.astype(np.float32), var.astype(np.float32)
+    for k, v in normality(x).items():
+        data[f"latent/{k}"] = v
+    data["timesteps"] = np.asarray(timesteps, dtype=np.int64)
+    keep = {k: attrs.get(k) for k in ("cls", "label", "model", "guidance", "num_inference_steps", "null_label", "seed", "scaling_factor")}
+    write_h5(out, data, provenance(stage="fit_gaussian", n_images=int(x.shape[0]), latent_shape=list(shape),
+                                   timesteps=timesteps, zero_variance_dims=zero_dims,
+                                   gaussian_bytes_per_timestep=int(2 * np.prod(shape) * 4), **keep))

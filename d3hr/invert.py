@@ -1,0 +1,49 @@
+"""Stage 2: DDIM-invert one class's latents with the class-conditional DiT and keep the configured timesteps."""
+
+from __future__ import annotations
+
+import sys
+
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import D3HRError
+from .ddim import invert, timestep_grid
+from .h5io import atomic_output, check_finite, create_dataset, open_h5, provenance, read_attrs, set_attrs
+from .models import load_ldm
+
+
+def invert_class(latents_h5, pipeline_dir, out, cls, label, keep_timesteps, num_steps=50, guidance=4.0,
+                 batch_size=256, device="cpu"):
+    with open_h5(latents_h5, "latents") as f:
+        z0 = f["latents"][:]
+        ids = f["ids"][:]
+        src = read_attrs(f)
+    check_finite(z0, latents_h5, "latents")
+    ldm = load_ldm(pipeline_dir, device=device, components=("transformer",))
+    if z0.shape[1:] != (ldm.latent_channels, ldm.latent_size, ldm.latent_size):
+        raise D3HRError(f"{latents_h5}: latents of shape {z0.shape[1:]} do not fit the DiT at {pipeline_dir}")
+    label = ldm.check_label(cls, int(label))
+    grid = timestep_grid(ldm.num_train_timesteps, num_steps)
+    keep = sorted(int(t) for t in keep_timesteps)
+    n_steps = int((grid <= keep[-1]).sum())
+    with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
+        dsets = {t: create_dataset(f, f"t{t}", shape=z0.shape, dtype=np.float32) for t in keep}
+        bar = tqdm(total=n_steps * -(-len(z0) // batch_size), desc=f"invert {cls}", mininterval=10, file=sys.stderr)
+        for i in range(0, len(z0), batch_size):
+            z = torch.from_numpy(z0[i : i + batch_size]).to(device)
+            labels = torch.full((len(z),), label, device=device, dtype=torch.long)
+            zs = invert(ldm.transformer, z, labels, ldm.alphas_cumprod, grid, keep, ldm.null_label, guidance, bar)
+            for t, zt in zs.items():
+                arr = zt.cpu().numpy()
+                check_finite(arr, out, f"t{t}")
+                dsets[t][i : i + len(arr)] = arr
+        bar.close()
+        create_dataset(f, "ids", data=ids)
+        create_dataset(f, "timesteps", data=np.asarray(keep, dtype=np.int64))
+        set_attrs(f, provenance(stage="invert", cls=cls, label=label, model=str(pipeline_dir), guidance=guidance,
+                                num_inference_steps=num_steps, timesteps=keep, null_label=ldm.null_label,
+                                scaling_factor=src.get("scaling_factor"), sample_posterior=src.get("sample_posterior"),
+                                seed=src.get("seed"), n_images=len(z0)))

@@ -1,0 +1,206 @@
+"""Training of the embedded default's models on the CPU in minutes: a tiny VAE, a tiny DiT, a teacher.
+
+Real datasets (ImageNet with DiT-XL/2) use pretrained models from a local directory instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .data import load_split, to_model_range
+from .models import build_dit, build_scheduler, build_vae, load_ldm, save_pipeline
+
+
+def _log(msg):
+    print(f"[d3hr] {msg}", file=sys.stderr, flush=True)
+
+
+def _batches(n, batch_size, steps, gen):
+    """Indices of `steps` random batches (epochs of random permutations)."""
+    perm, pos = torch.randperm(n, generator=gen), 0
+    for _ in range(steps):
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        yield perm[pos : pos + batch_size]
+        pos += batch_size
+
+
+def _warmup_cosine(opt, steps, warmup_frac=0.05):
+    """Linear warm-up then cosine decay to 0, as a LambdaLR (well defined for any number of steps)."""
+    warm = max(1, int(steps * warmup_frac))
+    f = lambda i: (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, steps - warm)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+def _flip(x, gen):
+    m = torch.rand(x.shape[0], generator=gen) < 0.5
+    x = x.clone()
+    x[m] = x[m].flip(-1)
+    return x
+
+
+def train_vae(root, classes, resolution, channels, steps, batch_size, lr, kl_weight, seed, block_out_channels, latent_channels=4):
+    """A small AutoencoderKL: MSE reconstruction + kl_weight * KL. Returns the VAE with its scaling factor set."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_all, _ = load_split(root, "train", classes, resolution, channels)
+    x_all = to_model_range(x_all)
+    vae = build_vae(channels, latent_channels, block_out_channels, sample_size=resolution)
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    sched = _warmup_cosine(opt, steps, 0.05)
+    vae.train()
+    bar = tqdm(_batches(len(x_all), batch_size, steps, gen), total=steps, desc="train VAE", mininterval=10, file=sys.stderr)
+    for idx in bar:
+        x = _flip(x_all[idx], gen)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample(generator=None)).sample
+        mse = F.mse_loss(rec, x)
+        kl = post.kl().mean() / post.mean[0].numel()
+        loss = mse + kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(mse=f"{mse.item():.4f}", kl=f"{kl.item():.3f}", refresh=False)
+    vae.eval()
+    with torch.no_grad():  # scaling factor: unit variance latents (as 0.18215 does for the SD VAE)
+        z = torch.cat([vae.encode(x_all[i : i + 256]).latent_dist.mean for i in range(0, min(len(x_all), 2048), 256)])
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    return vae
+
+
+@torch.no_grad()
+def _encode_all(vae, x_all, batch=256):
+    means, stds = [], []
+    for i in range(0, len(x_all), batch):
+        d = vae.encode(x_all[i : i + batch]).latent_dist
+        means.append(d.mean)
+        stds.append(d.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def train_dit(root, classes, resolution, channels, vae, steps, batch_size, lr, ema_decay, seed, dit_kwargs):
+    """Class-conditional DiT, eps-prediction MSE; labels dropped to the null label 10% of the time (diffusers does it
+    in train mode). Returns the EMA weights."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_all, y_all = load_split(root, "train", classes, resolution, channels)
+    mean, std = _encode_all(vae, to_model_range(x_all))
+    s = vae.config.scaling_factor
+    y_all = torch.from_numpy(y_all)
+    scheduler = build_scheduler()
+    abar = scheduler.alphas_cumprod.float()
+    dit = build_dit(len(classes), mean.shape[-1], mean.shape[1], **dit_kwargs)
+    ema = copy.deepcopy(dit).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(dit.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 200))
+    dit.train()
+    bar = tqdm(_batches(len(mean), batch_size, steps, gen), total=steps, desc="train DiT", mininterval=10, file=sys.stderr)
+    c = mean.shape[1]
+    for idx in bar:
+        z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * s
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
+        noise = torch.randn(z0.shape, generator=gen)
+        a = abar[t].view(-1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        out = dit(zt, timestep=t, class_labels=y_all[idx]).sample
+        loss = F.mse_loss(out[:, :c], noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), dit.parameters()):
+                pe.lerp_(p, 1.0 - ema_decay)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    return ema, scheduler
+
+
+def train_models(root, classes, out_dir, resolution, channels, vae_cfg, dit_cfg, seed):
+    """Train VAE then DiT and save them as one DiTPipeline directory with classes.json and train_log.json."""
+    t0 = time.time()
+    vae = train_vae(root, classes, resolution, channels, seed=seed, **vae_cfg)
+    t1 = time.time()
+    _log(f"VAE trained in {t1 - t0:.0f} s, scaling factor {vae.config.scaling_factor:.4f}")
+    dit, scheduler = train_dit(root, classes, resolution, channels, vae, seed=seed + 1, **dit_cfg)
+    t2 = time.time()
+    _log(f"DiT trained in {t2 - t1:.0f} s")
+    save_pipeline(out_dir, dit, vae, scheduler, classes)
+    (Path(out_dir) / "train_log.json").write_text(json.dumps({"vae_seconds": t1 - t0, "dit_seconds": t2 - t1}, indent=1))
+
+
+def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_decay, seed, desc="train teacher"):
+    """Hard-label training with random crop (pad 2) + flip, AdamW, cosine schedule."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_train = to_model_range(x_train)
+    y_train = torch.as_tensor(y_train)
+    steps = epochs * math.ceil(len(x_train) / batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = _warmup_cosine(opt, steps, 0.1)
+    model.train()
+    r = x_train.shape[-1]
+    for idx in tqdm(_batches(len(x_train), batch_size, steps, gen), total=steps, desc=desc, mininterval=10, file=sys.stderr):
+        x = F.pad(_flip(x_train[idx], gen), (2, 2, 2, 2), value=-1.0)
+        dx, dy = torch.randint(0, 5, (2,), generator=gen).tolist()
+        x = x[:, :, dy : dy + r, dx : dx + r]
+        loss = F.cross_entropy(model(x), y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model, x_uint8, y, batch=512) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x_uint8), batch):
+        pred = model(to_model_range(x_uint8[i : i + batch])).argmax(1)
+        correct += int((pred == torch.as_tensor(y[i : i + batch])).sum())
+    return correct / len(x_uint8)
+
+
+@torch.no_grad()
+def model_quality(pipeline_dir, teacher_path, root, classes, resolution, channels, samples_per_class, guidance, num_steps, seed):
+    """VAE reconstruction PSNR on val, teacher top-1 on val, teacher top-1 on DiT samples from pure noise."""
+    from .ddim import sample, timestep_grid
+    from .nets import load_classifier
+
+    ldm = load_ldm(pipeline_dir)
+    teacher, _ = load_classifier(teacher_path, num_classes=len(classes))
+    x_val, y_val = load_split(root, "val", classes, resolution, channels)
+    xv = to_model_range(x_val)
+    mse = []
+    for i in range(0, len(xv), 256):
+        rec = ldm.vae.decode(ldm.vae.encode(xv[i : i + 256]).latent_dist.mean).sample.clamp(-1, 1)
+        mse.append(((rec - xv[i : i + 256]) / 2).pow(2).flatten(1).mean(1))
+    mse = torch.cat(mse)
+    psnr = float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean())
+    gen = torch.Generator().manual_seed(seed)
+    grid = timestep_grid(ldm.num_train_timesteps, num_steps)
+    labels = torch.arange(len(classes)).repeat_interleave(samples_per_class)
+    z = torch.randn((len(labels), ldm.latent_channels, ldm.latent_size, ldm.latent_size), generator=gen)
+    bar = tqdm(total=len(grid), desc="sample DiT", mininterval=10, file=sys.stderr)
+    z0 = sample(ldm.transformer, z, int(grid[-1]), labels, ldm.alphas_cumprod, grid, ldm.null_label, guidance, bar)
+    imgs = ((ldm.vae.decode(z0 / ldm.scaling_factor).sample.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    imgs = imgs.permute(0, 2, 3, 1).numpy()
+    return {
+        "vae_val_psnr_db": round(psnr, 2),
+        "teacher_val_top1": round(accuracy(teacher, x_val, y_val), 4),
+        "teacher_top1_on_dit_samples": round(accuracy(teacher, imgs, labels.numpy()), 4),
+        "dit_samples_per_class": samples_per_class,
+        "dit_sampling": {"guidance": guidance, "num_steps": num_steps},
+    }, imgs, labels.numpy()

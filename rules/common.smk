@@ -1,0 +1,90 @@
+# Configuration, validation and input functions shared by all rules.
+
+import json
+from pathlib import Path
+
+import d3hr
+from d3hr import D3HRError, code_version
+from d3hr.config import check_semantics, dataset_classes, dataset_root, model_label
+from d3hr.data import IMAGE_EXTENSIONS
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+validate(config, schema="../config/schema.yaml")
+try:
+    check_semantics(config)
+    CLASSES = {name: dataset_classes(name, ds) for name, ds in config["datasets"].items()}
+except D3HRError as e:
+    raise WorkflowError(f"config: {e}")
+
+
+wildcard_constraints:
+    dataset="|".join(config["datasets"]),
+    cls="[^/]+",
+    ipc=r"\d+",
+    split="train|val",
+
+
+def ds(wc):
+    return config["datasets"][wc.dataset]
+
+
+def class_input(dataset, split, cls):
+    """An embedded class is a folder made by `export_embedded`; a user's class is its list of image files, so that
+    changing, adding or removing one image reruns that class's jobs (and only those)."""
+    d = config["datasets"][dataset]
+    folder = Path(dataset_root(dataset, d)) / split / cls
+    if d.get("embedded"):
+        return str(folder)
+    if not folder.is_dir():
+        raise WorkflowError(f"{folder}: class folder not found")
+    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def class_images(wc):
+    return class_input(wc.dataset, "train", wc.cls)
+
+
+def split_images(split):
+    def fn(wc):
+        out = []
+        for c in CLASSES[wc.dataset]:
+            got = class_input(wc.dataset, split, c)
+            out += [got] if isinstance(got, str) else got
+        return out
+
+    return fn
+
+
+def dataset_root_of(wc):
+    return dataset_root(wc.dataset, ds(wc))
+
+
+def pipeline_dir(wc):
+    m = ds(wc)["model"]
+    return f"results/{wc.dataset}/models/pipeline" if m == "train" else m
+
+
+def teacher_path(wc):
+    t = ds(wc)["teacher"]
+    return f"results/{wc.dataset}/models/teacher.pt" if t == "train" else t
+
+
+def model_label_of(wc):
+    return model_label(wc.dataset, ds(wc), wc.cls, CLASSES[wc.dataset])
+
+
+def classes_of(wc):
+    return CLASSES[wc.dataset]
+
+
+def all_targets():
+    out = []
+    for name, d in config["datasets"].items():
+        if d["model"] == "train":
+            out.append(f"results/{name}/models/quality.json")
+        for ipc in config["select"]["ipc"]:
+            out.append(f"results/{name}/selected/ipc{ipc}/summary.csv")
+            out += expand("results/{dataset}/images/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
+    return out

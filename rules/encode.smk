@@ -1,0 +1,28 @@
+rule encode:
+    input:
+        images=class_images,
+        pipeline=pipeline_dir,
+    output:
+        "results/{dataset}/latents/{cls}.h5",
+    params:
+        class_dir=lambda wc: f"{dataset_root_of(wc)}/train/{wc.cls}",
+        resolution=lambda wc: ds(wc)["resolution"],
+        channels=lambda wc: ds(wc)["channels"],
+        batch_size=config["encode"]["batch_size"],
+        posterior=("" if config["encode"]["sample_posterior"] else "--posterior-mean"),
+        seed=config["seed"],
+        device=config["device"],
+        code=code_version("encode"),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/{dataset}/encode/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/encode/{cls}.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr encode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
+        " --class-dir {params.class_dir:q} --resolution {params.resolution} --channels {params.channels}"
+        " --batch-size {params.batch_size} {params.posterior} --seed {params.seed} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,112 @@
+# Models of datasets configured with `model: train` / `teacher: train` (the embedded default).
+
+
+rule train_ldm:
+    input:
+        split_images("train"),
+    output:
+        directory("results/{dataset}/models/pipeline"),
+    params:
+        root=dataset_root_of,
+        classes=classes_of,
+        resolution=lambda wc: ds(wc)["resolution"],
+        channels=lambda wc: ds(wc)["channels"],
+        vae=json.dumps(config.get("train", {}).get("vae", {})),
+        dit=json.dumps(
+            {
+                k: v
+                for k, v in config.get("train", {}).get("dit", {}).items()
+                if k in ("steps", "batch_size", "lr", "ema_decay")
+            }
+            | {
+                "dit_kwargs": {
+                    k: v
+                    for k, v in config.get("train", {}).get("dit", {}).items()
+                    if k not in ("steps", "batch_size", "lr", "ema_decay")
+                }
+            }
+        ),
+        seed=config["seed"],
+        code=code_version("train_ldm"),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/{dataset}/train_ldm.log",
+    benchmark:
+        "benchmarks/{dataset}/train_ldm.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr train-ldm --threads {threads} --root {params.root:q} --classes {params.classes:q}"
+        " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
+        " --vae {params.vae:q} --dit {params.dit:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule train_teacher:
+    input:
+        split_images("train"),
+        split_images("val"),
+    output:
+        "results/{dataset}/models/teacher.pt",
+    params:
+        root=dataset_root_of,
+        classes=classes_of,
+        resolution=lambda wc: ds(wc)["resolution"],
+        channels=lambda wc: ds(wc)["channels"],
+        t=config.get("train", {}).get("teacher", {}),
+        seed=config["seed"],
+        code=code_version("train_teacher"),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/{dataset}/train_teacher.log",
+    benchmark:
+        "benchmarks/{dataset}/train_teacher.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr train-teacher --threads {threads} --root {params.root:q} --classes {params.classes:q}"
+        " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
+        " --arch {params.t[arch]} --epochs {params.t[epochs]} --batch-size {params.t[batch_size]}"
+        " --lr {params.t[lr]} --weight-decay {params.t[weight_decay]} --out {output:q} > {log:q} 2>&1"
+
+
+rule model_quality:
+    input:
+        split_images("val"),
+        pipeline=pipeline_dir,
+        teacher=teacher_path,
+    output:
+        json="results/{dataset}/models/quality.json",
+        samples=report(
+            "results/{dataset}/models/dit_samples.png",
+            caption="../report/dit_samples.rst",
+            category="Models",
+        ),
+    params:
+        root=dataset_root_of,
+        classes=classes_of,
+        resolution=lambda wc: ds(wc)["resolution"],
+        channels=lambda wc: ds(wc)["channels"],
+        n=config.get("train", {}).get("quality", {}).get("samples_per_class", 20),
+        guidance=config["decode"]["guidance_scale"],
+        steps=config["invert"]["num_inference_steps"],
+        seed=config["seed"],
+        code=code_version("quality"),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/{dataset}/model_quality.log",
+    benchmark:
+        "benchmarks/{dataset}/model_quality.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr quality --threads {threads} --root {params.root:q} --classes {params.classes:q}"
+        " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
+        " --pipeline {input.pipeline:q} --teacher {input.teacher:q} --samples-per-class {params.n}"
+        " --guidance {params.guidance} --num-steps {params.steps} --out {output.json:q} --samples {output.samples:q}"
+        " > {log:q} 2>&1"

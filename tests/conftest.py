@@ -1,0 +1,91 @@
+"""Shared fixtures: a tiny image-folder dataset and a tiny random-weight DiT pipeline (nothing downloaded)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def make_dataset(root, classes=("cat", "dog"), n_train=6, n_val=3, size=16, seed=0):
+    """Image folders {root}/{train,val}/{class}/*.png with class-dependent colour blobs."""
+    rng = np.random.default_rng(seed)
+    for k, c in enumerate(classes):
+        for split, n in (("train", n_train), ("val", n_val)):
+            d = Path(root) / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+                img[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4, k % 3] = 200 + rng.integers(0, 50)
+                Image.fromarray(img).save(d / f"{c}_{i:03d}.png")
+    return Path(root)
+
+
+def make_pipeline(out, classes, resolution=16, seed=0, learn_sigma=False):
+    """A tiny DiTPipeline (VAE factor 2, 8x8x4 latents, 2-layer DiT) with random weights."""
+    from d3hr.models import build_dit, build_scheduler, build_vae, save_pipeline
+
+    torch.manual_seed(seed)
+    vae = build_vae(3, 4, (8, 8), layers_per_block=1, norm_num_groups=4, sample_size=resolution)
+    dit = build_dit(len(classes), resolution // 2, 4, learn_sigma=learn_sigma, hidden_size=32, num_heads=2, num_layers=2)
+    save_pipeline(out, dit, vae, build_scheduler(), classes)
+    return Path(out)
+
+
+def make_teacher(out, classes, resolution=16):
+    from d3hr.nets import create_classifier, save_classifier
+
+    torch.manual_seed(0)
+    model = create_classifier("resnet_tiny", len(classes), 3, True, resolution)
+    save_classifier(out, model, {"arch": "resnet_tiny", "num_classes": len(classes), "in_chans": 3,
+                                 "small_input": True, "resolution": resolution, "classes": list(classes)})
+    return Path(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    return make_pipeline(tmp_path_factory.mktemp("models") / "pipeline", ["cat", "dog"])
+
+
+def copy_workflow(dst):
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "rules", "config", "envs", "profiles", "report"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, Path(dst) / name)
+    return Path(dst)
+
+
+def snakemake(workdir, *args, check=True):
+    """Run snakemake in workdir with this interpreter's environment; returns the CompletedProcess."""
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    p = subprocess.run([str(BIN / "snakemake"), *args], cwd=workdir, env=env, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        logs = "\n".join(f"--- {f}\n{f.read_text()[-3000:]}" for f in Path(workdir, "logs").rglob("*.log")) if Path(workdir, "logs").exists() else ""
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-5000:]}\n{p.stderr[-5000:]}\n{logs}")
+    return p
+
+
+def dry_run_jobs(workdir, *args):
+    """The jobs `snakemake -n` would run, as (rule, {wildcard: value}) pairs."""
+    p = snakemake(workdir, "-n", *args)
+    jobs, rule = [], None
+    for line in (p.stdout + p.stderr).splitlines():
+        s = line.strip()
+        if s.startswith("rule ") and s.endswith(":") or s.startswith("localrule ") and s.endswith(":"):
+            rule = s.split()[1].rstrip(":")
+            jobs.append((rule, {}))
+        elif s.startswith("wildcards:") and jobs:
+            for kv in s[len("wildcards:"):].split(","):
+                k, _, v = kv.strip().partition("=")
+                jobs[-1][1][k] = v
+    return jobs

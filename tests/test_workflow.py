@@ -1,0 +1,144 @@
+"""Workflow tests: Snakemake on a tiny config in a temporary directory (a user-style image-folder dataset with a
+tiny random-weight DiT pipeline), checking outputs, the DAG, and which jobs a change reruns."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import copy_workflow, dry_run_jobs, make_dataset, make_pipeline, make_teacher, snakemake
+
+
+def tiny_config(root, pipeline, teacher, ipc=(1, 2), m=300, classes="all"):
+    return {
+        "seed": 0,
+        "device": "cpu",
+        "datasets": {"tiny": {"root": str(root), "classes": classes, "resolution": 16, "channels": 3,
+                              "model": str(pipeline), "teacher": str(teacher)}},
+        "encode": {"batch_size": 4, "sample_posterior": True},
+        "invert": {"num_inference_steps": 10, "guidance_scale": 2.0, "keep_timesteps": [300, 500], "batch_size": 8},
+        "select": {"timestep": 500, "ipc": list(ipc), "m": m, "chunk_groups": 100,
+                   "weights": {"mu": 1.0, "sigma": 1.0, "skew": 0.5}, "skew_mode": "paper"},
+        "decode": {"guidance_scale": 2.0, "batch_size": 8},
+    }
+
+
+def write_config(wd, cfg):
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture()
+def tiny_workflow(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    root = make_dataset(tmp_path / "data", classes=("cat", "dog"))
+    pipe = make_pipeline(tmp_path / "models" / "pipeline", ["cat", "dog", "eel"])
+    teacher = make_teacher(tmp_path / "models" / "teacher.pt", ["cat", "dog"])
+    cfg = tiny_config(root, pipe, teacher)
+    write_config(wd, cfg)
+    return wd, cfg, root
+
+
+def test_dry_run_has_one_job_per_class(tiny_workflow):
+    wd, cfg, _ = tiny_workflow
+    jobs = dry_run_jobs(wd)
+    count = lambda rule: sorted(w.get("cls", "") + w.get("ipc", "") for r, w in jobs if r == rule)
+    assert count("encode") == ["cat", "dog"]
+    assert count("invert") == ["cat", "dog"]
+    assert count("fit_gaussian") == ["cat", "dog"]
+    assert count("select") == ["cat1", "cat2", "dog1", "dog2"]
+    assert count("decode") == ["cat1", "cat2", "dog1", "dog2"]
+
+
+def test_encode_stage(tiny_workflow):
+    wd, cfg, root = tiny_workflow
+    snakemake(wd, "results/tiny/latents/cat.h5", "results/tiny/latents/dog.h5")
+    with h5py.File(wd / "results/tiny/latents/cat.h5") as f:
+        assert f["latents"].shape == (6, 4, 8, 8)
+        assert np.isfinite(f["latents"][:]).all()
+        assert [s.decode() for s in f["ids"][:]] == [f"cat_{i:03d}.png" for i in range(6)]
+        a = dict(f.attrs)
+        assert a["cls"] == "cat" and a["resolution"] == 16 and a["sample_posterior"] and a["seed"] == 0
+        assert a["d3hr_version"] and a["model"].endswith("pipeline")
+    assert (wd / "logs/tiny/encode/cat.log").read_text().count("encoded 6 images") == 1
+    assert (wd / "benchmarks/tiny/encode/cat.tsv").is_file()
+
+
+def _other(jobs, cls):
+    return [(r, w) for r, w in jobs if w.get("cls") not in (None, cls)]
+
+
+def _rules(jobs):
+    return sorted({r for r, _ in jobs})
+
+
+@pytest.mark.slow
+def test_full_run_and_incremental_reruns(tiny_workflow, tmp_path):
+    wd, cfg, root = tiny_workflow
+    snakemake(wd)
+    for ipc in (1, 2):
+        for c in ("cat", "dog"):
+            pngs = sorted((wd / f"results/tiny/images/ipc{ipc}/{c}").glob("*.png"))
+            assert len(pngs) == ipc and np.asarray(Image.open(pngs[0])).shape == (16, 16, 3)
+            with h5py.File(wd / f"results/tiny/selected/ipc{ipc}/{c}.h5") as f:
+                assert f["latents"].shape == (ipc, 4, 8, 8) and f.attrs["timestep"] == 500 and f.attrs["ipc"] == ipc
+        assert (wd / f"results/tiny/selected/ipc{ipc}/summary.csv").read_text().count("\n") == 3
+    with h5py.File(wd / "results/tiny/inverted/cat.h5") as f:
+        assert sorted(f) == ["ids", "t300", "t500", "timesteps"] and f.attrs["guidance"] == 2.0
+
+    # 1. after a full run nothing is pending
+    assert dry_run_jobs(wd) == []
+
+    # 2. changing one class's raw images reruns that class's chain and the aggregates only
+    time.sleep(1.1)
+    img = root / "train" / "cat" / "cat_000.png"
+    Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(img)
+    jobs = dry_run_jobs(wd)
+    assert _other(jobs, "cat") == []
+    assert _rules(jobs) == ["all", "decode", "encode", "fit_gaussian", "invert", "select", "selection_summary"]
+    snakemake(wd)
+
+    # 3. adding an IPC value schedules only select/decode for that IPC (and its summary)
+    write_config(wd, {**cfg, "select": {**cfg["select"], "ipc": [1, 2, 3]}})
+    jobs = dry_run_jobs(wd)
+    assert _rules(jobs) == ["all", "decode", "select", "selection_summary"]
+    assert {w["ipc"] for r, w in jobs if r != "all"} == {"3"}
+
+    # 4. changing a group-sampling parameter schedules no encode or invert job
+    write_config(wd, {**cfg, "select": {**cfg["select"], "m": 400}})
+    jobs = dry_run_jobs(wd)
+    assert _rules(jobs) == ["all", "decode", "select", "selection_summary"]
+
+    # 5. adding a class schedules only that class's chain and the aggregates
+    write_config(wd, cfg)
+    assert dry_run_jobs(wd) == []
+    make_dataset(tmp_path / "more", classes=("cat", "dog", "eel"), seed=1)
+    os.rename(tmp_path / "more" / "train" / "eel", root / "train" / "eel")
+    os.rename(tmp_path / "more" / "val" / "eel", root / "val" / "eel")
+    jobs = dry_run_jobs(wd)
+    assert _other(jobs, "eel") == []
+    assert _rules(jobs) == ["all", "decode", "encode", "fit_gaussian", "invert", "select", "selection_summary"]
+
+
+def test_bad_config_is_rejected_with_the_value(tiny_workflow):
+    wd, cfg, _ = tiny_workflow
+    write_config(wd, {**cfg, "select": {**cfg["select"], "ipc": [0]}})
+    p = snakemake(wd, "-n", check=False)
+    assert p.returncode != 0 and "ipc" in p.stdout + p.stderr
+    write_config(wd, {**cfg, "invert": {**cfg["invert"], "keep_timesteps": [310, 500]}})
+    p = snakemake(wd, "-n", check=False)
+    assert p.returncode != 0 and "not on the 10-step DDIM grid" in p.stdout + p.stderr
+    write_config(wd, {**cfg, "datasets": {"tiny": {**cfg["datasets"]["tiny"], "classes": ["cat", "unicorn"]}}})
+    p = snakemake(wd, "-n", check=False)
+    assert p.returncode != 0 and "unicorn" in p.stdout + p.stderr and "not found under" in p.stdout + p.stderr
+
+
+def test_lint_is_clean(tiny_workflow):
+    wd, _, _ = tiny_workflow
+    p = snakemake(wd, "--lint", check=False)
+    assert p.returncode == 0 and "good condition" in p.stdout + p.stderr, p.stdout + p.stderr
