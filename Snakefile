@@ -17,6 +17,8 @@ include: "rules/invert.smk"
 include: "rules/gaussian.smk"
 include: "rules/select.smk"
 include: "rules/decode.smk"
+include: "rules/baselines.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

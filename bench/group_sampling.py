@@ -1,4 +1,4 @@
-"""Benchmark: group sampling (d3hr.select) against a straightforward implementation, in one process.
+"""Benchmark: group sampling (d3hr.group_sampling) against a straightforward implementation, in one process.
 
 The reference materialises each chunk of 10,000 groups as one float32 tensor z = mu + sigma * randn(10000, n, d)
 and computes mean, std and skew over it with plain tensor ops, as the authors' code does. Both draw their numbers
@@ -22,7 +22,7 @@ import psutil
 import torch
 
 from d3hr.seeds import derive_seed
-from d3hr.select import Weights, select_group
+from d3hr.group_sampling import Weights, select_group
 
 
 class PeakRSS:

@@ -7,7 +7,7 @@ Each stage is a small module with plain functions over tensors and arrays:
     ddim      DDIM inversion / sampling with CFG           (SPEC section 2)
     invert    inverted latents per class                   (SPEC section 2)
     gaussian  per-dimension Gaussian + normality stats     (SPEC section 3)
-    select    group sampling                               (SPEC section 4)
+    group_sampling  group sampling                               (SPEC section 4)
     decode    DDIM from the selected latents, VAE decode   (SPEC section 5)
 """
 
@@ -28,8 +28,10 @@ STAGE_MODULES = {
     "encode": ["encode", "data", "models", "seeds"],
     "invert": ["invert", "ddim", "models"],
     "fit_gaussian": ["gaussian"],
-    "select": ["select", "seeds"],
+    "select": ["group_sampling", "seeds"],
     "decode": ["decode", "ddim", "models"],
+    "baselines": ["baselines", "data", "seeds"],
+    "evaluate": ["evaluate", "nets", "data"],
 }
 
 

@@ -82,17 +82,17 @@ def cmd_quality(a):
 
 def cmd_encode(a):
     from .encode import encode_class
-    from .models import pick_device
+    from .device import pick_device
 
     _threads(a.threads)
     n = encode_class(a.class_dir, a.pipeline, a.out, a.resolution, a.channels, a.batch_size, not a.posterior_mean,
-                     a.seed, pick_device(a.device))
+                     a.seed, pick_device(a.device), a.on_bad_image)
     print(f"[d3hr] encoded {n} images -> {a.out}", file=sys.stderr)
 
 
 def cmd_invert(a):
     from .invert import invert_class
-    from .models import pick_device
+    from .device import pick_device
 
     _threads(a.threads)
     invert_class(a.latents, a.pipeline, a.out, a.cls, a.label, a.timesteps, a.num_steps, a.guidance, a.batch_size,
@@ -106,7 +106,7 @@ def cmd_fit_gaussian(a):
 
 
 def cmd_select(a):
-    from .select import Weights, select_class
+    from .group_sampling import Weights, select_class
 
     sel = select_class(a.gaussian, a.out, a.ipc, a.m, a.timestep, a.seed, Weights(a.l_mu, a.l_sigma, a.l_skew),
                        a.skew_mode, a.chunk_groups, a.threads)
@@ -115,19 +115,94 @@ def cmd_select(a):
 
 def cmd_summarize_selection(a):
     from .h5io import atomic_output
-    from .select import summarize
+    from .group_sampling import summarize
 
     with atomic_output(a.out) as tmp:
         summarize(a.selected).to_csv(tmp, index=False)
 
 
+def cmd_baseline_real(a):
+    from .baselines import random_real
+    from .decode import save_pngs
+
+    imgs = random_real(Path(a.class_dir), a.ipc, a.seed, a.resolution, a.channels)
+    save_pngs(imgs, a.out, prefix=Path(a.class_dir).name.replace(" ", "_"))
+
+
+def cmd_baseline_noise(a):
+    from .baselines import noise_latents
+    from .models import load_ldm
+
+    ldm = load_ldm(a.pipeline, components=())
+    ldm.check_label(a.cls, a.label)
+    noise_latents(a.out, a.cls, a.label, a.ipc, a.seed, (ldm.latent_channels, ldm.latent_size, ldm.latent_size),
+                  a.num_steps, a.guidance)
+
+
+def cmd_baseline_kmeans(a):
+    from .baselines import kmeans_latents
+
+    kmeans_latents(a.latents, a.out, a.ipc, a.seed)
+
+
+def cmd_evaluate(a):
+    import numpy as np
+
+    from .data import list_images, load_image
+    from .evaluate import train_student
+    from .h5io import atomic_output
+    from .nets import create_classifier, load_classifier
+
+    _threads(a.threads)
+    if len(a.class_dirs) != len(a.labels) or len(a.val_dirs) != len(a.labels):
+        raise D3HRError("--class-dirs, --val-dirs and --labels must have one entry per class")
+    teacher, ck = load_classifier(a.teacher)
+    if max(a.labels) >= ck["num_classes"]:
+        raise D3HRError(f"{a.teacher}: the teacher has {ck['num_classes']} classes, but label {max(a.labels)} is used")
+
+    def load(dirs):
+        xs, ys = [], []
+        for d, lab in zip(dirs, a.labels):
+            files = list_images(d)
+            xs += [load_image(f, a.resolution, a.channels) for f in files]
+            ys += [lab] * len(files)
+        return np.stack(xs), np.asarray(ys)
+
+    x, y = load(a.class_dirs)
+    xv, yv = load(a.val_dirs)
+    student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=True, resolution=a.resolution)
+    steps = a.steps if not a.epochs else a.epochs * -(-len(x) // a.batch_size)
+    res = train_student(student, None if a.hard_label else teacher, x, y, xv, yv, steps, a.batch_size, a.lr,
+                        a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label, a.cosine_to)
+    res.update(method=a.method, ipc=a.ipc, student=a.student, seed=a.seed, n_train_images=int(len(x)),
+               n_val_images=int(len(xv)), steps=steps, batch_size=a.batch_size, lr=a.lr, mix=a.mix,
+               hard_label=a.hard_label, teacher=str(a.teacher), teacher_arch=ck["arch"])
+    with atomic_output(a.out) as tmp:
+        tmp.write_text(json.dumps(res, indent=1))
+    print(f"[d3hr] {a.method} ipc {a.ipc} {a.student} seed {a.seed}: top-1 {res['top1']:.4f}", file=sys.stderr)
+
+
+def cmd_collect_eval(a):
+    from .h5io import atomic_output
+    from .tables import collect
+
+    with atomic_output(a.out) as tmp:
+        collect(a.files).to_csv(tmp, index=False)
+
+
+def cmd_tables(a):
+    from .tables import write_tables
+
+    write_tables(a.csvs, a.out_dir)
+
+
 def cmd_decode(a):
     from .decode import decode_class
-    from .models import pick_device
+    from .device import pick_device
 
     _threads(a.threads)
     decode_class(a.selected, a.pipeline, a.out, a.guidance, a.num_steps, a.resize or None, a.batch_size,
-                 device=pick_device(a.device))
+                 dataset=a.latents_name, device=pick_device(a.device))
 
 
 def build_parser():
@@ -193,6 +268,8 @@ def build_parser():
     s.add_argument("--resolution", type=int, required=True)
     s.add_argument("--channels", type=int, default=3)
     s.add_argument("--posterior-mean", action="store_true", help="encode with the posterior mean instead of a sample")
+    s.add_argument("--on-bad-image", choices=["error", "skip"], default="error",
+                   help="an unreadable image fails the job (default) or is skipped with a warning and counted")
     s.add_argument("--seed", type=int, default=0)
 
     s = stage("invert", cmd_invert, "DDIM inversion with CFG of one class's latents -> HDF5")
@@ -234,6 +311,61 @@ def build_parser():
     s.add_argument("--guidance", type=float, default=None, help="default: the guidance of the inversion")
     s.add_argument("--num-steps", type=int, default=None)
     s.add_argument("--resize", type=int, default=0)
+    s.add_argument("--latents-name", default="latents", help="dataset to decode ('random_latents': one random draw)")
+
+    s = stage("baseline-real", cmd_baseline_real, "IPC random real images of one class -> PNGs")
+    s.add_argument("--class-dir", required=True)
+    s.add_argument("--ipc", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resolution", type=int, required=True)
+    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--out", required=True)
+
+    s = stage("baseline-noise", cmd_baseline_noise, "pure-noise latents for plain DiT sampling -> HDF5")
+    s.add_argument("--pipeline", required=True)
+    s.add_argument("--cls", required=True)
+    s.add_argument("--label", type=int, required=True)
+    s.add_argument("--ipc", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--num-steps", type=int, default=50)
+    s.add_argument("--guidance", type=float, default=4.0)
+    s.add_argument("--out", required=True)
+
+    s = stage("baseline-kmeans", cmd_baseline_kmeans, "K-means centroids of VAE latents -> HDF5")
+    s.add_argument("--latents", required=True)
+    s.add_argument("--ipc", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+
+    s = stage("evaluate", cmd_evaluate, "train a student on a distilled set with teacher soft labels -> JSON")
+    s.add_argument("--class-dirs", nargs="+", required=True, help="one image folder per class (training set)")
+    s.add_argument("--val-dirs", nargs="+", required=True, help="one real validation folder per class")
+    s.add_argument("--labels", type=int, nargs="+", required=True, help="label index of each class")
+    s.add_argument("--teacher", required=True)
+    s.add_argument("--student", required=True)
+    s.add_argument("--method", required=True)
+    s.add_argument("--ipc", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resolution", type=int, required=True)
+    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--steps", type=int, default=300)
+    s.add_argument("--epochs", type=int, default=0, help="if > 0: epochs over the training set instead of --steps")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--weight-decay", type=float, default=0.01)
+    s.add_argument("--mix", choices=["cutmix", "mixup"], default="cutmix")
+    s.add_argument("--temperature", type=float, default=0, help="0: 20 with CutMix, 4 with MixUp")
+    s.add_argument("--hard-label", action="store_true")
+    s.add_argument("--cosine-to", type=float, default=0.5)
+    s.add_argument("--out", required=True)
+
+    s = stage("collect-eval", cmd_collect_eval, "evaluation JSON files -> one tidy CSV")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--out", required=True)
+
+    s = stage("tables", cmd_tables, "tidy CSVs -> accuracy.csv, accuracy.md, accuracy.tex")
+    s.add_argument("csvs", nargs="+")
+    s.add_argument("--out-dir", required=True)
     return p
 
 

@@ -45,6 +45,11 @@ def check_semantics(config: dict) -> dict:
                         f"(multiples of {step} from 0 to {1000 - step})")
     if config["select"]["timestep"] not in inv["keep_timesteps"]:
         raise D3HRError(f"select.timestep={config['select']['timestep']} is not in invert.keep_timesteps")
+    if config.get("evaluate"):
+        from .nets import check_arch
+
+        for student in config["evaluate"]["students"]:
+            check_arch(student)
     for name, ds in config["datasets"].items():
         for key in ("model", "teacher"):
             if ds[key] == "train" and key == "model" and not {"vae", "dit"} <= set(config.get("train", {})):

@@ -93,12 +93,27 @@ def to_model_range(batch_uint8: np.ndarray):
     return x / 127.5 - 1.0
 
 
-def iter_image_batches(files, resolution: int, channels: int, batch_size: int):
-    """Yield (ids, uint8 NHWC batch), reading at most one batch of images at a time."""
+def iter_image_batches(files, resolution: int, channels: int, batch_size: int, on_bad_image: str = "error", skipped=None):
+    """Yield (ids, uint8 NHWC batch), reading at most one batch of images at a time.
+
+    on_bad_image='skip' leaves out unreadable files with a warning and appends them to `skipped`."""
+    import sys
+
     files = list(files)
     for i in range(0, len(files), batch_size):
-        chunk = files[i : i + batch_size]
-        yield [Path(f).name for f in chunk], np.stack([load_image(f, resolution, channels) for f in chunk])
+        ids, imgs = [], []
+        for f in files[i : i + batch_size]:
+            try:
+                imgs.append(load_image(f, resolution, channels))
+                ids.append(Path(f).name)
+            except D3HRError as e:
+                if on_bad_image != "skip":
+                    raise
+                print(f"[d3hr] warning: skipped {e}", file=sys.stderr)
+                if skipped is not None:
+                    skipped.append(str(f))
+        if imgs:
+            yield ids, np.stack(imgs)
 
 
 def load_split(root, split: str, classes: list[str], resolution: int, channels: int):

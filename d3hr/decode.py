@@ -15,6 +15,7 @@ from tqdm import tqdm
 from . import D3HRError
 from .ddim import sample, timestep_grid
 from .h5io import check_finite, open_h5, read_attrs
+from .device import model_dtype
 from .models import load_ldm
 
 
@@ -54,8 +55,14 @@ def decode_class(selected_h5, pipeline_dir, out_dir, guidance=None, num_steps=No
         z = f[dataset][:]
         attrs = read_attrs(f)
     check_finite(z, selected_h5, dataset)
-    ldm = load_ldm(pipeline_dir, device=device)
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)))
     t = int(attrs["timestep"])
+    if t < 0:  # clean latents (K-means centroids): VAE decode only
+        with torch.no_grad():
+            x = ldm.vae.decode(torch.from_numpy(z).to(ldm.vae.dtype) / ldm.scaling_factor).sample.float()
+        images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        save_pngs(images, out_dir, prefix=str(attrs["cls"]).replace(" ", "_"), resize=resize)
+        return images
     num_steps = int(num_steps or attrs["num_inference_steps"])
     guidance = float(attrs["guidance"] if guidance is None else guidance)
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)

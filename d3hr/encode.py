@@ -14,24 +14,28 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import D3HRError
 from .data import iter_image_batches, list_images, to_model_range
 from .h5io import atomic_output, check_finite, create_dataset, provenance, set_attrs
+from .device import model_dtype
 from .models import load_ldm
 from .seeds import derive_seed
 
 
-def encode_class(class_dir, pipeline_dir, out, resolution, channels=3, batch_size=64, sample_posterior=True, seed=0, device="cpu"):
+def encode_class(class_dir, pipeline_dir, out, resolution, channels=3, batch_size=64, sample_posterior=True, seed=0, device="cpu",
+                 on_bad_image="error"):
     class_dir = Path(class_dir)
     cls = class_dir.name
     files = list_images(class_dir)
-    ldm = load_ldm(pipeline_dir, device=device, components=("vae",))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("vae",))
     vae, s = ldm.vae, ldm.scaling_factor
     gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "encode", cls))
     shape = (ldm.latent_channels, ldm.latent_size, ldm.latent_size)
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
         lat = create_dataset(f, "latents", shape=(0, *shape), dtype=np.float32, maxshape=(None, *shape))
-        ids = []
-        for names, batch in tqdm(iter_image_batches(files, resolution, channels, batch_size), total=-(-len(files) // batch_size),
+        ids, skipped = [], []
+        batches = iter_image_batches(files, resolution, channels, batch_size, on_bad_image, skipped)
+        for names, batch in tqdm(batches, total=-(-len(files) // batch_size),
                                  desc=f"encode {cls}", mininterval=10, file=sys.stderr):
             x = to_model_range(batch).to(device, vae.dtype)
             if x.shape[1] != vae.config.in_channels:
@@ -48,7 +52,10 @@ def encode_class(class_dir, pipeline_dir, out, resolution, channels=3, batch_siz
             lat.resize(n + len(z), axis=0)
             lat[n:] = z
             ids += names
+        if not ids:
+            raise D3HRError(f"{class_dir}: none of its {len(files)} images could be read")
         create_dataset(f, "ids", data=np.asarray(ids, dtype=object))
         set_attrs(f, provenance(stage="encode", cls=cls, model=str(pipeline_dir), resolution=resolution,
-                                scaling_factor=s, sample_posterior=sample_posterior, seed=seed, n_images=len(ids)))
+                                scaling_factor=s, sample_posterior=sample_posterior, seed=seed, n_images=len(ids),
+                                n_skipped=len(skipped), skipped=[Path(p).name for p in skipped]))
     return len(ids)

@@ -7,8 +7,6 @@ recorded for the VAE latents and for every inverted timestep: the paper's "low n
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from scipy import stats
 
@@ -42,15 +40,16 @@ def fit_class(inverted_h5, latents_h5, out):
         timesteps = [int(t) for t in f["timesteps"][:]]
         shape = f[f"t{timesteps[0]}"].shape[1:]
         data = {}
-        zero_dims = {}
         for t in timesteps:
             x = f[f"t{t}"][:].reshape(f[f"t{t}"].shape[0], -1)
             check_finite(x, inverted_h5, f"t{t}")
             mu, var = fit(x)
             zero = int((var <= 0).sum())
             if zero:
-                zero_dims[t] = zero
-                print(f"[d3hr] warning: {inverted_h5}: {zero} dimensions with zero variance at t={t}", file=sys.stderr)
+                raise D3HRError(
+                    f"{inverted_h5}: {zero} of {var.size} dimensions have zero variance at t={t} over "
+                    f"{x.shape[0]} images: the class's images are (nearly) identical or the inversion collapsed; "
+                    "check the class folder and the model")
             data[f"t{t}/mean"] = mu.astype(np.float32)
             data[f"t{t}/var"] = var.astype(np.float32)
             for k, v in normality(x).items():
@@ -65,5 +64,5 @@ def fit_class(inverted_h5, latents_h5, out):
     data["timesteps"] = np.asarray(timesteps, dtype=np.int64)
     keep = {k: attrs.get(k) for k in ("cls", "label", "model", "guidance", "num_inference_steps", "null_label", "seed", "scaling_factor")}
     write_h5(out, data, provenance(stage="fit_gaussian", n_images=int(x.shape[0]), latent_shape=list(shape),
-                                   timesteps=timesteps, zero_variance_dims=zero_dims,
+                                   timesteps=timesteps,
                                    gaussian_bytes_per_timestep=int(2 * np.prod(shape) * 4), **keep))

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from . import D3HRError
 from .ddim import invert, timestep_grid
 from .h5io import atomic_output, check_finite, create_dataset, open_h5, provenance, read_attrs, set_attrs
+from .device import model_dtype
 from .models import load_ldm
 
 
@@ -22,7 +23,7 @@ def invert_class(latents_h5, pipeline_dir, out, cls, label, keep_timesteps, num_
         ids = f["ids"][:]
         src = read_attrs(f)
     check_finite(z0, latents_h5, "latents")
-    ldm = load_ldm(pipeline_dir, device=device, components=("transformer",))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("transformer",))
     if z0.shape[1:] != (ldm.latent_channels, ldm.latent_size, ldm.latent_size):
         raise D3HRError(f"{latents_h5}: latents of shape {z0.shape[1:]} do not fit the DiT at {pipeline_dir}")
     label = ldm.check_label(cls, int(label))

@@ -127,16 +127,3 @@ def load_ldm(path, device="cpu", dtype=torch.float32, components=("vae", "transf
         latent_channels=lc, latent_size=tr_cfg["sample_size"], num_classes=tr_cfg["num_embeds_ada_norm"],
         class_names=names, learned_sigma=(out_c == 2 * lc),
     )
-
-
-def pick_device(prefer: str = "auto") -> torch.device:
-    """CUDA when available (and not disabled), else CPU, with a log line saying which."""
-    import sys
-
-    if prefer != "cpu" and torch.cuda.is_available():
-        dev = torch.device("cuda")
-    else:
-        dev = torch.device("cpu")
-        if prefer not in ("cpu",):
-            print("[d3hr] no CUDA device: running on the CPU", file=sys.stderr)
-    return dev

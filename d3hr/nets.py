@@ -10,7 +10,7 @@ from torch import nn
 from . import D3HRError
 
 # Our own names; anything else must be a timm model name.
-LOCAL_ARCHS = {"resnet_tiny", "convnet"}
+LOCAL_ARCHS = {"resnet_tiny", "convnet", "convnet_tiny"}
 
 
 class ConvNet(nn.Module):
@@ -52,7 +52,9 @@ def create_classifier(arch: str, num_classes: int, in_chans: int = 3, small_inpu
 
     check_arch(arch)
     if arch == "convnet":
-        return ConvNet(num_classes, in_chans, resolution=resolution)
+        return ConvNet(num_classes, in_chans, width=128, depth=3, resolution=resolution)
+    if arch == "convnet_tiny":  # the same ConvNet at width 32: the embedded default's CPU budget
+        return ConvNet(num_classes, in_chans, width=32, depth=3, resolution=resolution)
     if arch == "resnet_tiny":
         # a ResNet-10 with channels (16, 32, 64, 128): a teacher that trains on 2 CPU cores in about a minute
         model = ResNet(BasicBlock, (1, 1, 1, 1), num_classes=num_classes, in_chans=in_chans, stem_width=16, channels=(16, 32, 64, 128))

@@ -22,7 +22,10 @@ except D3HRError as e:
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
     cls="[^/]+",
-    ipc=r"\d+",
+    ipc=r"\d+|all",
+    method="[a-z_0-9]+",
+    student="[A-Za-z0-9_.]+",
+    seed=r"\d+",
     split="train|val",
 
 
@@ -39,7 +42,10 @@ def class_input(dataset, split, cls):
         return str(folder)
     if not folder.is_dir():
         raise WorkflowError(f"{folder}: class folder not found")
-    return sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    files = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not files:
+        raise WorkflowError(f"{folder}: empty class folder (no image files); add its images or remove the class")
+    return files
 
 
 def class_images(wc):
@@ -79,6 +85,36 @@ def classes_of(wc):
     return CLASSES[wc.dataset]
 
 
+def decode_input(wc):
+    if wc.method in ("d3hr", "d3hr_nogroup"):
+        return f"results/{wc.dataset}/selected/ipc{wc.ipc}/{wc.cls}.h5"
+    return f"results/{wc.dataset}/baselines/{wc.method}/ipc{wc.ipc}/{wc.cls}.h5"
+
+
+def eval_class_dirs(wc):
+    if wc.method == "full":
+        return [f"{dataset_root_of(wc)}/train/{c}" for c in CLASSES[wc.dataset]]
+    return [f"results/{wc.dataset}/images/{wc.method}/ipc{wc.ipc}/{c}" for c in CLASSES[wc.dataset]]
+
+
+def eval_train_input(wc):
+    return split_images("train")(wc) if wc.method == "full" else eval_class_dirs(wc)
+
+
+def eval_ipcs():
+    e = config.get("evaluate", {})
+    return [str(i) for i in config["select"]["ipc"]] + (["all"] if "full" in e.get("methods", []) else [])
+
+
+def eval_files_of_ipc(wc):
+    e = config["evaluate"]
+    methods = ["full"] if wc.ipc == "all" else [m for m in e["methods"] if m != "full"]
+    return expand(
+        "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
+        dataset=wc.dataset, method=methods, ipc=wc.ipc, student=e["students"], seed=e["seeds"],
+    )
+
+
 def all_targets():
     out = []
     for name, d in config["datasets"].items():
@@ -86,5 +122,7 @@ def all_targets():
             out.append(f"results/{name}/models/quality.json")
         for ipc in config["select"]["ipc"]:
             out.append(f"results/{name}/selected/ipc{ipc}/summary.csv")
-            out += expand("results/{dataset}/images/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
+            out += expand("results/{dataset}/images/d3hr/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
+        if config.get("evaluate", {}).get("methods"):
+            out.append(f"results/{name}/tables/accuracy.md")
     return out

@@ -1,10 +1,16 @@
+# Decoding: D3HR's selected latents, and the latent baselines, into images (one folder per method, IPC, class).
+
+
 rule decode:
     input:
-        selected="results/{dataset}/selected/ipc{ipc}/{cls}.h5",
+        latents=decode_input,
         pipeline=pipeline_dir,
     output:
-        directory("results/{dataset}/images/ipc{ipc}/{cls}"),
+        directory("results/{dataset}/images/{method}/ipc{ipc}/{cls}"),
+    wildcard_constraints:
+        method="d3hr|d3hr_nogroup|dit_noise|kmeans",
     params:
+        latents_name=lambda wc: "random_latents" if wc.method == "d3hr_nogroup" else "latents",
         guidance=config["decode"]["guidance_scale"],
         steps=config["invert"]["num_inference_steps"],
         resize=lambda wc: ds(wc).get("decode_resize", 0),
@@ -15,12 +21,13 @@ rule decode:
     resources:
         gpu=1,
     log:
-        "logs/{dataset}/decode/ipc{ipc}/{cls}.log",
+        "logs/{dataset}/decode/{method}/ipc{ipc}/{cls}.log",
     benchmark:
-        "benchmarks/{dataset}/decode/ipc{ipc}/{cls}.tsv"
+        "benchmarks/{dataset}/decode/{method}/ipc{ipc}/{cls}.tsv"
     conda:
         "../envs/d3hr.yaml"
     shell:
         "d3hr decode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
-        " --selected {input.selected:q} --guidance {params.guidance} --num-steps {params.steps}"
-        " --resize {params.resize} --batch-size {params.batch_size} --out {output:q} > {log:q} 2>&1"
+        " --selected {input.latents:q} --latents-name {params.latents_name} --guidance {params.guidance}"
+        " --num-steps {params.steps} --resize {params.resize} --batch-size {params.batch_size} --out {output:q}"
+        " > {log:q} 2>&1"

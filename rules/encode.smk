@@ -10,6 +10,7 @@ rule encode:
         channels=lambda wc: ds(wc)["channels"],
         batch_size=config["encode"]["batch_size"],
         posterior=("" if config["encode"]["sample_posterior"] else "--posterior-mean"),
+        on_bad_image=config["encode"].get("on_bad_image", "error"),
         seed=config["seed"],
         device=config["device"],
         code=code_version("encode"),
@@ -25,4 +26,4 @@ rule encode:
     shell:
         "d3hr encode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --class-dir {params.class_dir:q} --resolution {params.resolution} --channels {params.channels}"
-        " --batch-size {params.batch_size} {params.posterior} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
+        " --batch-size {params.batch_size} {params.posterior} --on-bad-image {params.on_bad_image} --seed {params.seed} --out {output:q} > {log:q} 2>&1"

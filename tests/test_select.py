@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from d3hr.select import Weights, group_scores, select_group
+from d3hr.group_sampling import Weights, group_scores, select_group
 
 
 def direct_score(z, mu, sigma, w, mode):

@@ -8,6 +8,7 @@ import time
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -26,6 +27,9 @@ def tiny_config(root, pipeline, teacher, ipc=(1, 2), m=300, classes="all"):
         "select": {"timestep": 500, "ipc": list(ipc), "m": m, "chunk_groups": 100,
                    "weights": {"mu": 1.0, "sigma": 1.0, "skew": 0.5}, "skew_mode": "paper"},
         "decode": {"guidance_scale": 2.0, "batch_size": 8},
+        "evaluate": {"methods": ["d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full"],
+                     "students": ["convnet_tiny"], "seeds": [0], "steps": 3, "epochs": 0, "batch_size": 8, "lr": 1e-3,
+                     "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "hard_label": False, "cosine_to": 0.5},
     }
 
 
@@ -38,7 +42,7 @@ def tiny_workflow(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     root = make_dataset(tmp_path / "data", classes=("cat", "dog"))
     pipe = make_pipeline(tmp_path / "models" / "pipeline", ["cat", "dog", "eel"])
-    teacher = make_teacher(tmp_path / "models" / "teacher.pt", ["cat", "dog"])
+    teacher = make_teacher(tmp_path / "models" / "teacher.pt", ["cat", "dog", "eel"])
     cfg = tiny_config(root, pipe, teacher)
     write_config(wd, cfg)
     return wd, cfg, root
@@ -52,7 +56,9 @@ def test_dry_run_has_one_job_per_class(tiny_workflow):
     assert count("invert") == ["cat", "dog"]
     assert count("fit_gaussian") == ["cat", "dog"]
     assert count("select") == ["cat1", "cat2", "dog1", "dog2"]
-    assert count("decode") == ["cat1", "cat2", "dog1", "dog2"]
+    assert count("decode") == sorted(4 * ["cat1", "cat2", "dog1", "dog2"])  # d3hr, d3hr_nogroup, dit_noise, kmeans
+    assert sorted(w["method"] + w["ipc"] for r, w in jobs if r == "evaluate") == sorted(
+        [m + i for m in ("d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans") for i in "12"] + ["fullall"])
 
 
 def test_encode_stage(tiny_workflow):
@@ -83,13 +89,18 @@ def test_full_run_and_incremental_reruns(tiny_workflow, tmp_path):
     snakemake(wd)
     for ipc in (1, 2):
         for c in ("cat", "dog"):
-            pngs = sorted((wd / f"results/tiny/images/ipc{ipc}/{c}").glob("*.png"))
-            assert len(pngs) == ipc and np.asarray(Image.open(pngs[0])).shape == (16, 16, 3)
+            for method in ("d3hr", "d3hr_nogroup", "dit_noise", "kmeans", "random_real"):
+                pngs = sorted((wd / f"results/tiny/images/{method}/ipc{ipc}/{c}").glob("*.png"))
+                assert len(pngs) == ipc and np.asarray(Image.open(pngs[0])).shape == (16, 16, 3), (method, ipc, c)
             with h5py.File(wd / f"results/tiny/selected/ipc{ipc}/{c}.h5") as f:
                 assert f["latents"].shape == (ipc, 4, 8, 8) and f.attrs["timestep"] == 500 and f.attrs["ipc"] == ipc
         assert (wd / f"results/tiny/selected/ipc{ipc}/summary.csv").read_text().count("\n") == 3
     with h5py.File(wd / "results/tiny/inverted/cat.h5") as f:
         assert sorted(f) == ["ids", "t300", "t500", "timesteps"] and f.attrs["guidance"] == 2.0
+    acc = pd.read_csv(wd / "results/tiny/tables/accuracy.csv", dtype={"ipc": str})
+    assert len(acc) == 11 and set(acc.method) == {"d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full"}
+    assert acc.top1.between(0, 1).all() and (acc[acc.method == "full"].n_train_images == 12).all()
+    assert "| d3hr |" in (wd / "results/tiny/tables/accuracy.md").read_text()
 
     # 1. after a full run nothing is pending
     assert dry_run_jobs(wd) == []
@@ -100,19 +111,23 @@ def test_full_run_and_incremental_reruns(tiny_workflow, tmp_path):
     Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(img)
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "cat") == []
-    assert _rules(jobs) == ["all", "decode", "encode", "fit_gaussian", "invert", "select", "selection_summary"]
+    assert _rules(jobs) == ["all", "collect_eval", "decode", "encode", "evaluate", "fit_gaussian", "invert", "kmeans",
+                            "random_real", "select", "selection_summary", "tables"]
+    assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
     snakemake(wd)
 
     # 3. adding an IPC value schedules only select/decode for that IPC (and its summary)
     write_config(wd, {**cfg, "select": {**cfg["select"], "ipc": [1, 2, 3]}})
     jobs = dry_run_jobs(wd)
-    assert _rules(jobs) == ["all", "decode", "select", "selection_summary"]
-    assert {w["ipc"] for r, w in jobs if r != "all"} == {"3"}
+    assert _rules(jobs) == ["all", "collect_eval", "decode", "dit_noise", "evaluate", "kmeans", "random_real", "select",
+                            "selection_summary", "tables"]
+    assert {w["ipc"] for r, w in jobs if r not in ("all", "tables")} == {"3"}
 
     # 4. changing a group-sampling parameter schedules no encode or invert job
     write_config(wd, {**cfg, "select": {**cfg["select"], "m": 400}})
     jobs = dry_run_jobs(wd)
-    assert _rules(jobs) == ["all", "decode", "select", "selection_summary"]
+    assert _rules(jobs) == ["all", "collect_eval", "decode", "evaluate", "select", "selection_summary", "tables"]
+    assert {w["method"] for r, w in jobs if r in ("decode", "evaluate")} == {"d3hr", "d3hr_nogroup"}
 
     # 5. adding a class schedules only that class's chain and the aggregates
     write_config(wd, cfg)
@@ -122,7 +137,8 @@ def test_full_run_and_incremental_reruns(tiny_workflow, tmp_path):
     os.rename(tmp_path / "more" / "val" / "eel", root / "val" / "eel")
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "eel") == []
-    assert _rules(jobs) == ["all", "decode", "encode", "fit_gaussian", "invert", "select", "selection_summary"]
+    assert _rules(jobs) == ["all", "collect_eval", "decode", "dit_noise", "encode", "evaluate", "fit_gaussian", "invert",
+                            "kmeans", "random_real", "select", "selection_summary", "tables"]
 
 
 def test_bad_config_is_rejected_with_the_value(tiny_workflow):

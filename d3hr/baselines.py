@@ -1,0 +1,67 @@
+"""The baselines of the paper's tables, each writing the same layout as D3HR (SPEC, 'Baselines'):
+
+- random_real: IPC real training images per class, seeded;
+- dit_noise: DiT sampling from pure noise with the same model and CFG (no inversion, no group sampling);
+- d3hr_nogroup: one random draw from the fitted Gaussian (stored by `select` as `random_latents`);
+- kmeans: K-means centroids (k = IPC) of the class's VAE latents, decoded directly by the VAE (the D4M idea).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import D3HRError
+from .data import list_images, load_image
+from .ddim import timestep_grid
+from .h5io import check_finite, open_h5, provenance, read_attrs, write_h5
+from .seeds import derive_seed
+
+
+def random_real(class_dir, ipc: int, seed: int, resolution: int, channels: int = 3) -> np.ndarray:
+    files = list_images(class_dir)
+    if ipc > len(files):
+        raise D3HRError(f"{class_dir}: IPC {ipc} exceeds the {len(files)} images of the class")
+    rng = np.random.default_rng(derive_seed(seed, "random_real", class_dir.name if hasattr(class_dir, "name") else str(class_dir), ipc))
+    pick = sorted(rng.choice(len(files), size=ipc, replace=False))
+    return np.stack([load_image(files[i], resolution, channels) for i in pick])
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 100) -> np.ndarray:
+    """Lloyd's K-means with k-means++ initialisation, in float64; returns the k centroids."""
+    x = x.reshape(len(x), -1).astype(np.float64)
+    if k > len(x):
+        raise D3HRError(f"K-means with k={k} needs at least {k} samples, got {len(x)}")
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, k):  # k-means++
+        d2 = np.min(((x[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
+        centres.append(x[rng.choice(len(x), p=d2 / d2.sum())] if d2.sum() > 0 else x[rng.integers(len(x))])
+    c = np.asarray(centres)
+    for _ in range(iters):
+        assign = (((x[:, None, :] - c[None]) ** 2).sum(-1)).argmin(1)
+        new = np.stack([x[assign == j].mean(0) if (assign == j).any() else c[j] for j in range(k)])
+        if np.allclose(new, c):
+            break
+        c = new
+    return c
+
+
+def kmeans_latents(latents_h5, out, ipc: int, seed: int):
+    """Centroids of the VAE latents -> an HDF5 file that `decode` decodes directly (timestep -1: no DDIM)."""
+    with open_h5(latents_h5, "latents") as f:
+        z = f["latents"][:]
+        a = read_attrs(f)
+    check_finite(z, latents_h5, "latents")
+    c = kmeans(z, ipc, derive_seed(seed, "kmeans", a["cls"], ipc)).astype(np.float32).reshape(ipc, *z.shape[1:])
+    write_h5(out, {"latents": c}, provenance(stage="kmeans", cls=a["cls"], ipc=ipc, seed=seed, timestep=-1,
+                                             label=-1, model=a.get("model"), num_inference_steps=0, guidance=1.0))
+
+
+def noise_latents(out, cls: str, label: int, ipc: int, seed: int, latent_shape, num_steps: int, guidance: float):
+    """Pure Gaussian noise at the last grid timestep: decoding it is plain DiT sampling with CFG."""
+    gen = torch.Generator().manual_seed(derive_seed(seed, "dit_noise", cls, ipc))
+    z = torch.randn((ipc, *latent_shape), generator=gen).numpy()
+    t = int(timestep_grid(1000, num_steps)[-1])
+    write_h5(out, {"latents": z}, provenance(stage="dit_noise", cls=cls, label=label, ipc=ipc, seed=seed, timestep=t,
+                                             num_inference_steps=num_steps, guidance=guidance))

@@ -1,0 +1,61 @@
+# Baselines of the paper's tables (SPEC, 'Baselines'), each a per-class chain writing the same image layout.
+
+
+rule random_real:
+    input:
+        class_images,
+    output:
+        directory("results/{dataset}/images/random_real/ipc{ipc}/{cls}"),
+    params:
+        class_dir=lambda wc: f"{dataset_root_of(wc)}/train/{wc.cls}",
+        resolution=lambda wc: ds(wc)["resolution"],
+        channels=lambda wc: ds(wc)["channels"],
+        seed=config["seed"],
+        code=code_version("baselines"),
+    log:
+        "logs/{dataset}/random_real/ipc{ipc}/{cls}.log",
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr baseline-real --class-dir {params.class_dir:q} --ipc {wildcards.ipc} --seed {params.seed}"
+        " --resolution {params.resolution} --channels {params.channels} --out {output:q} > {log:q} 2>&1"
+
+
+rule dit_noise:
+    input:
+        pipeline=pipeline_dir,
+    output:
+        "results/{dataset}/baselines/dit_noise/ipc{ipc}/{cls}.h5",
+    params:
+        label=model_label_of,
+        steps=config["invert"]["num_inference_steps"],
+        guidance=config["decode"]["guidance_scale"],
+        seed=config["seed"],
+        code=code_version("baselines"),
+    log:
+        "logs/{dataset}/dit_noise/ipc{ipc}/{cls}.log",
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr baseline-noise --pipeline {input.pipeline:q} --cls {wildcards.cls:q} --label {params.label}"
+        " --ipc {wildcards.ipc} --seed {params.seed} --num-steps {params.steps} --guidance {params.guidance}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule kmeans:
+    input:
+        "results/{dataset}/latents/{cls}.h5",
+    output:
+        "results/{dataset}/baselines/kmeans/ipc{ipc}/{cls}.h5",
+    params:
+        seed=config["seed"],
+        code=code_version("baselines"),
+    log:
+        "logs/{dataset}/kmeans/ipc{ipc}/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/kmeans/ipc{ipc}/{cls}.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr baseline-kmeans --latents {input:q} --ipc {wildcards.ipc} --seed {params.seed} --out {output:q}"
+        " > {log:q} 2>&1"

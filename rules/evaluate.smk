@@ -1,0 +1,64 @@
+# Evaluation (SPEC section 6): a student per (method, IPC, student, seed), then per-IPC collectors and the tables.
+
+
+rule evaluate:
+    input:
+        train=eval_train_input,
+        val=split_images("val"),
+        teacher=teacher_path,
+    output:
+        "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
+    params:
+        class_dirs=eval_class_dirs,
+        val_dirs=lambda wc: [f"{dataset_root_of(wc)}/val/{c}" for c in CLASSES[wc.dataset]],
+        labels=lambda wc: [model_label(wc.dataset, ds(wc), c, CLASSES[wc.dataset]) for c in CLASSES[wc.dataset]],
+        resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
+        channels=lambda wc: ds(wc)["channels"],
+        e=config.get("evaluate", {}),
+        hard=("--hard-label" if config.get("evaluate", {}).get("hard_label") else ""),
+        code=code_version("evaluate"),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        "logs/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.log",
+    benchmark:
+        "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr evaluate --threads {threads} --class-dirs {params.class_dirs:q} --val-dirs {params.val_dirs:q}"
+        " --labels {params.labels} --teacher {input.teacher:q} --student {wildcards.student}"
+        " --method {wildcards.method} --ipc {wildcards.ipc} --seed {wildcards.seed}"
+        " --resolution {params.resolution} --channels {params.channels} --steps {params.e[steps]}"
+        " --epochs {params.e[epochs]} --batch-size {params.e[batch_size]} --lr {params.e[lr]}"
+        " --weight-decay {params.e[weight_decay]} --mix {params.e[mix]} --temperature {params.e[temperature]}"
+        " --cosine-to {params.e[cosine_to]} {params.hard} --out {output:q} > {log:q} 2>&1"
+
+
+rule collect_eval:
+    input:
+        eval_files_of_ipc,
+    output:
+        "results/{dataset}/eval/ipc{ipc}.csv",
+    log:
+        "logs/{dataset}/eval/collect-ipc{ipc}.log",
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr collect-eval --out {output:q} {input:q} > {log:q} 2>&1"
+
+
+rule tables:
+    input:
+        lambda wc: [f"results/{wc.dataset}/eval/ipc{i}.csv" for i in eval_ipcs()],
+    output:
+        csv="results/{dataset}/tables/accuracy.csv",
+        md=report("results/{dataset}/tables/accuracy.md", caption="../report/accuracy.rst", category="Tables"),
+        tex="results/{dataset}/tables/accuracy.tex",
+    log:
+        "logs/{dataset}/tables.log",
+    conda:
+        "../envs/d3hr.yaml"
+    shell:
+        "d3hr tables --out-dir results/{wildcards.dataset}/tables {input:q} > {log:q} 2>&1"

@@ -1,0 +1,108 @@
+"""Config validation: the shipped configs pass; out-of-range values fail with the key named (property-based)."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from d3hr import D3HRError
+from d3hr.config import check_semantics, validate_schema
+from d3hr.data import load_image
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def check(cfg):
+    return check_semantics(validate_schema(copy.deepcopy(cfg)))
+
+
+def with_(path, value):
+    cfg = copy.deepcopy(DEFAULT)
+    d = cfg
+    for k in path[:-1]:
+        d = d[k]
+    d[path[-1]] = value
+    return cfg
+
+
+def test_default_config_is_valid():
+    check(DEFAULT)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-5, 0), min_size=1, max_size=3))
+def test_ipc_below_one_is_rejected(bad):
+    with pytest.raises(D3HRError, match="select/ipc"):
+        check(with_(("select", "ipc"), [10] + bad))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(-10**6, 0))
+def test_m_below_one_is_rejected(m):
+    with pytest.raises(D3HRError, match="select/m"):
+        check(with_(("select", "m"), m))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(-10, 0.999, allow_nan=False))
+def test_guidance_below_one_is_rejected(w):
+    with pytest.raises(D3HRError, match="invert/guidance_scale"):
+        check(with_(("invert", "guidance_scale"), w))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 999))
+def test_timesteps_must_be_on_the_grid(t):
+    cfg = with_(("invert", "keep_timesteps"), sorted({t, 600}))
+    if t % 20 == 0:
+        check(cfg)
+    else:
+        with pytest.raises(D3HRError, match="not on the 50-step DDIM grid"):
+            check(cfg)
+
+
+def test_selected_timestep_must_be_kept_and_students_must_exist():
+    with pytest.raises(D3HRError, match="select.timestep=620"):
+        check(with_(("select", "timestep"), 620) | {"invert": {**DEFAULT["invert"], "keep_timesteps": [600]}})
+    with pytest.raises(D3HRError, match="unknown classifier architecture 'resnet_999'"):
+        check(with_(("evaluate", "students"), ["resnet_999"]))
+    check(with_(("evaluate", "students"), ["resnet18", "mobilenetv2_100", "convnet"]))
+
+
+@pytest.mark.parametrize("names", [["../x"], ["a/b"], [".."], []])
+def test_class_names_that_could_leave_the_results_folder_are_rejected(names):
+    cfg = with_(("datasets", "animal_mnist", "classes"), names)
+    with pytest.raises(D3HRError, match="datasets/animal_mnist/classes"):
+        check(cfg)
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(D3HRError, match="select"):
+        check(with_(("select", "nmber_of_groups"), 5))
+
+
+MODES = ["L", "RGB", "RGBA", "CMYK", "P", "I;16", "LA"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=st.integers(1, 70), h=st.integers(1, 70), mode=st.sampled_from(MODES), res=st.sampled_from([8, 16, 32]),
+       channels=st.sampled_from([1, 3]), fmt=st.sampled_from(["png", "tiff"]), seed=st.integers(0, 1000))
+def test_image_loader_any_size_and_mode(tmp_path_factory, w, h, mode, res, channels, fmt, seed):
+    arr = np.random.default_rng(seed).integers(0, 255, (h, w, 4), dtype=np.uint8)
+    im = Image.fromarray(arr, "RGBA")
+    if mode == "I;16":
+        im = Image.fromarray(arr[..., 0].astype(np.uint16) * 257)
+    elif mode != "RGBA":
+        im = im.convert(mode)
+    if mode == "CMYK" and fmt == "png":
+        fmt = "tiff"  # PNG has no CMYK
+    p = tmp_path_factory.mktemp("img") / f"x.{fmt}"
+    im.save(p)
+    out = load_image(p, res, channels)
+    assert out.shape == (res, res, channels) and out.dtype == np.uint8

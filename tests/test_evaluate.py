@@ -1,0 +1,105 @@
+"""Evaluation (SPEC section 6): the KD loss, augmentation, student training, baselines and tables."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from d3hr.baselines import kmeans
+from d3hr.evaluate import cutmix, kd_loss, random_resized_crop_flip, train_student
+from d3hr.nets import create_classifier
+from d3hr.tables import collect, write_tables
+
+
+def test_kd_loss_equals_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(5, 7, generator=g) * 3, torch.randn(5, 7, generator=g) * 3
+    T = 20.0
+    p = torch.softmax(t.double() / T, 1)
+    logq = torch.log_softmax(s.double() / T, 1)
+    direct = (p * (p.log() - logq)).sum(1).mean()  # KL(p || q), batch mean, no T^2
+    assert kd_loss(s, t, T).item() == pytest.approx(direct.item(), rel=1e-5)
+    assert kd_loss(t, t, T).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_random_resized_crop_flip_full_crop_is_identity_or_mirror():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    y = random_resized_crop_flip(x, g, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    for i in range(2):
+        assert torch.allclose(y[i], x[i], atol=1e-4) or torch.allclose(y[i], x[i].flip(-1), atol=1e-4)
+    z = random_resized_crop_flip(x, g)  # random crops: same shape, values within the input's range
+    assert z.shape == x.shape and z.min() >= x.min() - 1e-4 and z.max() <= x.max() + 1e-4
+
+
+def test_cutmix_box_area_matches_lambda():
+    x = torch.zeros(4, 1, 16, 16)
+    x[1::2] = 1.0
+    g = torch.Generator().manual_seed(1)
+    mixed, perm, lam = cutmix(x, g, np.random.default_rng(0))
+    pasted = (mixed != x).float().mean(dim=(1, 2, 3))
+    for i in range(4):  # the pasted fraction is 1 - lam where the partner differs
+        if x[i].mean() != x[perm[i]].mean():
+            assert float(pasted[i]) == pytest.approx(1 - lam, abs=1e-6)
+
+
+def test_student_learns_from_teacher():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (40, 16, 16, 3), dtype=np.uint8)
+    y = np.arange(40) % 4
+    x[y == 0, :8] = 255  # make the classes separable
+    x[y == 1, 8:] = 255
+    x[y == 2, :, :8] = 255
+    x[y == 3, :, 8:] = 0
+    torch.manual_seed(0)
+    teacher = create_classifier("convnet_tiny", 4, 3, resolution=16)
+    student = create_classifier("convnet_tiny", 4, 3, resolution=16)
+    before = [p.detach().clone() for p in student.parameters()]
+    res = train_student(student, teacher, x, y, x, y, steps=30, batch_size=16, lr=1e-2, weight_decay=0.0, seed=0,
+                        temperature=1.0)
+    assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
+    assert res["loss_last"] < res["loss_first"]
+    assert 0 <= res["top1"] <= 1 and res["top5"] == 1.0  # 4 classes: top-5 always hits
+    hard = train_student(create_classifier("convnet_tiny", 4, 3, resolution=16), None, x, y, x, y, steps=30,
+                         batch_size=16, lr=1e-2, weight_decay=0.0, seed=0, hard_label=True)
+    assert hard["loss_last"] < hard["loss_first"]
+
+
+def test_kmeans_finds_separated_clusters():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10]], dtype=float)
+    x = np.concatenate([c + rng.normal(0, 0.1, (30, 2)) for c in centres])
+    got = kmeans(x, 3, seed=0)
+    assert sorted(map(tuple, np.round(got))) == sorted(map(tuple, centres))
+
+
+def test_tables_aggregate_exactly(tmp_path):
+    rows = []
+    for method, base in (("d3hr", 0.50), ("random_real", 0.30)):
+        for ipc in (1, 10):
+            for seed in range(3):
+                r = {"method": method, "ipc": str(ipc), "student": "convnet", "seed": seed,
+                     "top1": base + 0.01 * seed + ipc / 100, "top5": 0.9, "top1_best_last10pct": 0.6,
+                     "best_step": 10, "steps": 10, "n_train_images": ipc * 10, "train_seconds": 1.0}
+                p = tmp_path / f"{method}-{ipc}-{seed}.json"
+                p.write_text(json.dumps(r))
+                rows.append(p)
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps({"method": "full", "ipc": "all", "student": "convnet", "seed": 0, "top1": 0.9}))
+    collect(rows).to_csv(tmp_path / "a.csv", index=False)
+    collect([full]).to_csv(tmp_path / "b.csv", index=False)
+    df, s = write_tables([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out")
+    assert len(df) == 13
+    cell = s[(s.method == "d3hr") & (s.ipc == "10")].iloc[0]
+    vals = [100 * (0.5 + 0.01 * k + 0.1) for k in range(3)]
+    assert cell["mean"] == pytest.approx(np.mean(vals)) and cell["std"] == pytest.approx(np.std(vals, ddof=1))
+    md = (tmp_path / "out" / "accuracy.md").read_text()
+    assert "| d3hr | 52.0 ± 1.0 | 61.0 ± 1.0 |  |" in md
+    assert md.index("| random_real") < md.index("| d3hr |") < md.index("| full")
+    assert "IPC all / convnet" in md and "90.0" in md
+    tex = (tmp_path / "out" / "accuracy.tex").read_text()
+    assert "d3hr & $52.0_{\\pm 1.0}$ & $61.0_{\\pm 1.0}$" in tex
+    assert len(pd.read_csv(tmp_path / "out" / "accuracy.csv")) == 13
