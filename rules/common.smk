@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import d3hr
 from d3hr import D3HRError, code_version
 from d3hr.config import check_semantics, dataset_classes, dataset_root, model_label
 from d3hr.data import IMAGE_EXTENSIONS

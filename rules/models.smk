@@ -28,6 +28,7 @@ rule train_ldm:
         ),
         seed=config["seed"],
         code=code_version("train_ldm"),
+    priority: 10  # the longest job and the root of every D3HR chain: start it first
     threads: 2
     resources:
         gpu=1,
@@ -57,6 +58,7 @@ rule train_teacher:
         t=config.get("train", {}).get("teacher", {}),
         seed=config["seed"],
         code=code_version("train_teacher"),
+    priority: 5
     threads: 2
     resources:
         gpu=1,
