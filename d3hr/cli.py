@@ -196,6 +196,16 @@ def cmd_tables(a):
     write_tables(a.csvs, a.out_dir)
 
 
+def cmd_teacher_check(a):
+    from .diagnostics import teacher_top1_on_images
+
+    rows = []
+    for root in a.images_roots:
+        r = teacher_top1_on_images(a.teacher, root, a.classes, a.labels or list(range(len(a.classes))), a.resolution, a.channels)
+        rows.append(f"{root}\t{r['n']}\t{r['top1']:.4f}")
+    print("images\tn\tteacher_top1\n" + "\n".join(rows))
+
+
 def cmd_decode(a):
     from .decode import decode_class
     from .device import pick_device
@@ -358,6 +368,14 @@ def build_parser():
     s.add_argument("--hard-label", action="store_true")
     s.add_argument("--cosine-to", type=float, default=0.5)
     s.add_argument("--out", required=True)
+
+    s = stage("teacher-check", cmd_teacher_check, "teacher top-1 on distilled image folders (a diagnostic)")
+    s.add_argument("images_roots", nargs="+", help="folders holding one sub-folder per class")
+    s.add_argument("--teacher", required=True)
+    s.add_argument("--classes", nargs="+", required=True)
+    s.add_argument("--labels", type=int, nargs="*", default=None)
+    s.add_argument("--resolution", type=int, required=True)
+    s.add_argument("--channels", type=int, default=3)
 
     s = stage("collect-eval", cmd_collect_eval, "evaluation JSON files -> one tidy CSV")
     s.add_argument("files", nargs="+")

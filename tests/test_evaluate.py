@@ -103,3 +103,17 @@ def test_tables_aggregate_exactly(tmp_path):
     tex = (tmp_path / "out" / "accuracy.tex").read_text()
     assert "d3hr & $52.0_{\\pm 1.0}$ & $61.0_{\\pm 1.0}$" in tex
     assert len(pd.read_csv(tmp_path / "out" / "accuracy.csv")) == 13
+
+
+def test_teacher_check_equals_direct_accuracy(tmp_path):
+    from conftest import make_dataset, make_teacher
+    from d3hr.data import load_split
+    from d3hr.diagnostics import teacher_top1_on_images
+    from d3hr.nets import load_classifier
+    from d3hr.train import accuracy
+
+    make_dataset(tmp_path / "d", classes=("a", "b"), n_train=5)
+    t = make_teacher(tmp_path / "t.pt", ["a", "b"])
+    got = teacher_top1_on_images(t, tmp_path / "d" / "train", ["a", "b"], [0, 1], 16)
+    x, y = load_split(tmp_path / "d", "train", ["a", "b"], 16, 3)
+    assert got == {"top1": accuracy(load_classifier(t)[0], x, y), "n": 10}
