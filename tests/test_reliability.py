@@ -156,3 +156,19 @@ def test_zero_variance_dimension_is_an_error(tmp_path):
     with pytest.raises(D3HRError, match="1 of 16 dimensions have zero variance at t=600"):
         fit_class(tmp_path / "inv.h5", tmp_path / "lat.h5", tmp_path / "g.h5")
     assert not (tmp_path / "g.h5").exists()
+
+
+def test_teacher_with_wrong_class_count_is_rejected(tmp_path):
+    make_dataset(tmp_path / "d", classes=("a", "b", "c"), n_train=2, n_val=1)
+    teacher = make_teacher(tmp_path / "t.pt", ["a", "b"])
+    dirs = [tmp_path / "d" / "train" / c for c in "abc"]
+    vals = [tmp_path / "d" / "val" / c for c in "abc"]
+    out = tmp_path / "e.json"
+    p = _d3hr("evaluate", "--class-dirs", *dirs, "--val-dirs", *vals, "--labels", 0, 1, 2, "--teacher", teacher,
+              "--student", "convnet_tiny", "--method", "random_real", "--ipc", 2, "--resolution", 16, "--steps", 2, "--out", out)
+    assert p.returncode == 2 and "the teacher has 2 classes, but label 2 is used" in p.stderr and not out.exists()
+    from d3hr import D3HRError
+    from d3hr.nets import load_classifier
+
+    with pytest.raises(D3HRError, match="teacher has 2 classes but the dataset has 3"):
+        load_classifier(teacher, num_classes=3)

@@ -158,3 +158,20 @@ def test_lint_is_clean(tiny_workflow):
     wd, _, _ = tiny_workflow
     p = snakemake(wd, "--lint", check=False)
     assert p.returncode == 0 and "good condition" in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+def test_unusual_class_names_and_empty_folders(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    names = ("great white shark", "café.v2")
+    root = make_dataset(tmp_path / "data", classes=names, n_train=3, n_val=1)
+    pipe = make_pipeline(tmp_path / "models" / "pipeline", list(names))
+    teacher = make_teacher(tmp_path / "models" / "teacher.pt", list(names))
+    cfg = tiny_config(root, pipe, teacher)
+    write_config(wd, cfg)
+    snakemake(wd, *[f"results/tiny/latents/{n}.h5" for n in names])
+    for n in names:
+        with h5py.File(wd / f"results/tiny/latents/{n}.h5") as f:
+            assert f.attrs["cls"] == n and f["latents"].shape[0] == 3
+    (root / "train" / "empty").mkdir()
+    p = snakemake(wd, "-n", check=False)
+    assert p.returncode != 0 and "empty class folder" in p.stdout + p.stderr
