@@ -19,6 +19,7 @@ include: "rules/select.smk"
 include: "rules/decode.smk"
 include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
+include: "rules/figures.smk"
 
 
 rule all:

@@ -32,6 +32,8 @@ STAGE_MODULES = {
     "decode": ["decode", "ddim", "models"],
     "baselines": ["baselines", "data", "seeds"],
     "evaluate": ["evaluate", "nets", "data"],
+    "ablation": ["ablation", "group_sampling", "decode", "ddim", "models", "nets", "data", "seeds"],
+    "figures": ["figures", "ablation", "data", "nets"],
 }
 
 

@@ -215,6 +215,72 @@ def cmd_decode(a):
                  dataset=a.latents_name, device=pick_device(a.device))
 
 
+def cmd_ablation_timestep(a):
+    from .ablation import timestep_ablation_class
+    from .device import pick_device
+    from .group_sampling import Weights
+
+    _threads(a.threads)
+    rows = timestep_ablation_class(a.gaussian, a.pipeline, a.teacher, a.out, a.ipc, a.m, a.seed,
+                                   Weights(a.l_mu, a.l_sigma, a.l_skew), a.skew_mode, a.chunk_groups, a.guidance,
+                                   a.num_steps, a.batch_size, a.threads or 1, pick_device(a.device))
+    for t, score, top1 in rows:
+        print(f"[d3hr] t={t}: best score {score:.4f}, teacher top-1 {top1:.3f}", file=sys.stderr)
+
+
+def cmd_fig_normality(a):
+    from .figures import plot_normality
+
+    plot_normality(a.gaussian, a.qq_latents, a.qq_inverted, a.timestep, a.png, a.pdf, a.table, a.qq_csv, a.qq_dims)
+
+
+def cmd_fig_accuracy(a):
+    from .figures import plot_accuracy_vs_ipc
+
+    plot_accuracy_vs_ipc(a.accuracy, a.png, a.pdf, a.data)
+
+
+def cmd_fig_timestep(a):
+    from .figures import plot_timestep
+
+    plot_timestep(a.ablation, a.timestep, a.png, a.pdf, a.data)
+
+
+def cmd_fig_group_sampling(a):
+    from .figures import plot_group_sampling
+
+    plot_group_sampling(a.selected, a.png, a.pdf, a.curve, a.summary, a.accuracy)
+
+
+def cmd_fig_samples(a):
+    from .figures import plot_samples
+
+    dirs = {m: [str(Path(a.images_root) / m / f"ipc{a.ipc}" / c) for c in a.classes] for m in a.methods}
+    plot_samples(dirs, a.png, a.pdf, a.data, a.per_class)
+
+
+def cmd_fig_storage(a):
+    from .figures import plot_storage
+
+    dirs = {(c, i): str(Path(a.images_root) / f"ipc{i}" / c) for i in a.ipcs for c in a.classes}
+    plot_storage(a.gaussian, dirs, a.png, a.pdf, a.table)
+
+
+def cmd_cost_table(a):
+    from .figures import write_cost_table
+
+    write_cost_table(a.files, a.root, a.n_classes, a.csv, a.md)
+
+
+def cmd_teacher_table(a):
+    from .figures import teacher_check_table, write_csv
+
+    if len(a.labels) != len(a.classes):
+        raise D3HRError("--labels must have one entry per class")
+    sets = {(m, i): [str(Path(a.images_root) / m / f"ipc{i}" / c) for c in a.classes] for m in a.methods for i in a.ipcs}
+    write_csv(teacher_check_table(a.teacher, sets, dict(zip(a.classes, a.labels)), a.resolution, a.channels), a.out)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="d3hr", description=__doc__)
     p.add_argument("--version", action="version", version=f"d3hr {__version__}")
@@ -384,6 +450,89 @@ def build_parser():
     s = stage("tables", cmd_tables, "tidy CSVs -> accuracy.csv, accuracy.md, accuracy.tex")
     s.add_argument("csvs", nargs="+")
     s.add_argument("--out-dir", required=True)
+
+    s = stage("ablation-timestep", cmd_ablation_timestep,
+              "inversion-timestep ablation of one class: select + decode at every kept timestep, teacher top-1 -> HDF5")
+    model_args(s)
+    s.add_argument("--gaussian", required=True)
+    s.add_argument("--teacher", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--ipc", type=int, default=10)
+    s.add_argument("--m", type=int, default=10_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--l-mu", type=float, default=1.0)
+    s.add_argument("--l-sigma", type=float, default=1.0)
+    s.add_argument("--l-skew", type=float, default=0.5)
+    s.add_argument("--skew-mode", choices=["paper", "code"], default="paper")
+    s.add_argument("--chunk-groups", type=int, default=10_000)
+    s.add_argument("--guidance", type=float, default=None, help="default: the guidance of the inversion")
+    s.add_argument("--num-steps", type=int, default=None)
+
+    def fig_args(s, data=True):
+        s.add_argument("--png", required=True)
+        s.add_argument("--pdf", required=True)
+        if data:
+            s.add_argument("--data", required=True, help="CSV of the numbers the figure plots")
+
+    s = stage("fig-normality", cmd_fig_normality, "figure: normality of VAE latents vs inverted latents")
+    fig_args(s, data=False)
+    s.add_argument("--gaussian", nargs="+", required=True, help="Gaussian files of every class")
+    s.add_argument("--qq-latents", required=True, help="latents file of the class shown in the Q-Q plot")
+    s.add_argument("--qq-inverted", required=True, help="inverted file of the same class")
+    s.add_argument("--timestep", type=int, required=True)
+    s.add_argument("--qq-dims", type=int, default=4)
+    s.add_argument("--table", required=True, help="normality.csv")
+    s.add_argument("--qq-csv", required=True)
+
+    s = stage("fig-accuracy", cmd_fig_accuracy, "figure: student top-1 vs IPC per method and student")
+    fig_args(s)
+    s.add_argument("--accuracy", required=True, help="tables/accuracy.csv")
+
+    s = stage("fig-timestep", cmd_fig_timestep, "figure: teacher top-1 on decoded images vs inversion timestep")
+    fig_args(s)
+    s.add_argument("--ablation", nargs="+", required=True, help="timestep-ablation files of every class")
+    s.add_argument("--timestep", type=int, required=True, help="the main setting, marked in the figure")
+
+    s = stage("fig-group-sampling", cmd_fig_group_sampling, "figure: best score vs m, score distribution, group vs random")
+    fig_args(s, data=False)
+    s.add_argument("--selected", nargs="+", required=True)
+    s.add_argument("--accuracy", default=None, help="tables/accuracy.csv (adds d3hr vs d3hr_nogroup accuracy)")
+    s.add_argument("--curve", required=True)
+    s.add_argument("--summary", required=True)
+
+    s = stage("fig-samples", cmd_fig_samples, "figure: distilled images per class and method")
+    fig_args(s)
+    s.add_argument("--images-root", required=True, help="results/{dataset}/images")
+    s.add_argument("--methods", nargs="+", required=True)
+    s.add_argument("--classes", nargs="+", required=True)
+    s.add_argument("--ipc", type=int, required=True)
+    s.add_argument("--per-class", type=int, default=5)
+
+    s = stage("fig-storage", cmd_fig_storage, "figure + table: Gaussian parameters vs distilled images, bytes per class")
+    fig_args(s, data=False)
+    s.add_argument("--gaussian", nargs="+", required=True)
+    s.add_argument("--images-root", required=True, help="results/{dataset}/images/d3hr")
+    s.add_argument("--ipcs", type=int, nargs="+", required=True)
+    s.add_argument("--classes", nargs="+", required=True)
+    s.add_argument("--table", required=True, help="storage.csv")
+
+    s = stage("cost-table", cmd_cost_table, "per-stage wall time and peak memory from benchmark files")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--root", required=True, help="benchmarks/{dataset}")
+    s.add_argument("--n-classes", type=int, required=True)
+    s.add_argument("--csv", required=True)
+    s.add_argument("--md", required=True)
+
+    s = stage("teacher-table", cmd_teacher_table, "teacher top-1 on every distilled set -> CSV")
+    s.add_argument("--teacher", required=True)
+    s.add_argument("--images-root", required=True, help="results/{dataset}/images")
+    s.add_argument("--methods", nargs="+", required=True)
+    s.add_argument("--ipcs", nargs="+", required=True)
+    s.add_argument("--classes", nargs="+", required=True)
+    s.add_argument("--labels", type=int, nargs="+", required=True)
+    s.add_argument("--resolution", type=int, required=True)
+    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--out", required=True)
     return p
 
 

@@ -45,6 +45,13 @@ def check_semantics(config: dict) -> dict:
                         f"(multiples of {step} from 0 to {1000 - step})")
     if config["select"]["timestep"] not in inv["keep_timesteps"]:
         raise D3HRError(f"select.timestep={config['select']['timestep']} is not in invert.keep_timesteps")
+    fig = config.get("figures") or {}
+    abl = fig.get("timestep_ablation") or {}
+    off = [t for t in (abl.get("timesteps") or []) if t not in inv["keep_timesteps"]]
+    if off:
+        raise D3HRError(f"figures.timestep_ablation.timesteps {off} are not in invert.keep_timesteps")
+    if fig.get("grid_ipc") is not None and fig["grid_ipc"] not in config["select"]["ipc"]:
+        raise D3HRError(f"figures.grid_ipc={fig['grid_ipc']} is not in select.ipc {config['select']['ipc']}")
     if config.get("evaluate"):
         from .nets import check_arch
 
@@ -59,6 +66,13 @@ def check_semantics(config: dict) -> dict:
         if ds["model"] == "train" and "quality" not in config.get("train", {}):
             raise D3HRError(f"datasets.{name}.model is 'train' but the config has no train.quality")
     return config
+
+
+def grid_ipc(config: dict) -> int:
+    """IPC of the sample grids: figures.grid_ipc, else the smallest IPC >= 5, else the largest."""
+    ipcs = sorted(config["select"]["ipc"])
+    g = (config.get("figures") or {}).get("grid_ipc")
+    return g if g is not None else next((i for i in ipcs if i >= 5), ipcs[-1])
 
 
 def dataset_root(name: str, ds: dict) -> str:

@@ -48,12 +48,19 @@ def _attr_value(v):
     return v
 
 
-def provenance(**kw) -> dict:
-    """Provenance attributes: the caller's values plus the code and library versions."""
-    import diffusers
-    import torch
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    out = {"d3hr_version": __version__, "torch_version": torch.__version__, "diffusers_version": diffusers.__version__}
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def provenance(**kw) -> dict:
+    """Provenance attributes: the caller's values plus the code and library versions (read from the installed
+    packages' metadata: importing diffusers only for its version would cost seconds in every small job)."""
+    out = {"d3hr_version": __version__, "torch_version": _version("torch"), "diffusers_version": _version("diffusers")}
     out.update(kw)
     return out
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from d3hr import D3HRError, code_version
-from d3hr.config import check_semantics, dataset_classes, dataset_root, model_label
+from d3hr.config import check_semantics, dataset_classes, dataset_root, grid_ipc, model_label
 from d3hr.data import IMAGE_EXTENSIONS
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -124,4 +124,95 @@ def all_targets():
             out += expand("results/{dataset}/images/d3hr/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
         if config.get("evaluate", {}).get("methods"):
             out.append(f"results/{name}/tables/accuracy.md")
+        out += figure_targets(name)
+    return out
+
+
+# ---------------------------------------------------------------- figures and tables (rules/figures.smk)
+
+
+def figures_cfg():
+    return config.get("figures") or {}
+
+
+def figures_on():
+    return figures_cfg().get("enabled", True)
+
+
+def ablation_cfg():
+    return figures_cfg().get("timestep_ablation") or {}
+
+
+def ablation_on():
+    return figures_on() and ablation_cfg().get("enabled", True)
+
+
+def eval_methods():
+    return (config.get("evaluate") or {}).get("methods") or []
+
+
+def image_methods():
+    """Methods whose distilled images exist for every IPC: D3HR, and the baselines that are evaluated."""
+    return ["d3hr"] + [m for m in eval_methods() if m not in ("d3hr", "full")]
+
+
+def qq_class(wc):
+    c = figures_cfg().get("qq_class") or CLASSES[wc.dataset][0]
+    if c not in CLASSES[wc.dataset]:
+        raise WorkflowError(f"config: figures.qq_class {c!r} is not a class of dataset {wc.dataset}")
+    return c
+
+
+def grid_classes(wc):
+    return CLASSES[wc.dataset][: figures_cfg().get("grid_classes", 10)]
+
+
+def image_dirs(dataset, methods, ipcs, classes):
+    return [f"results/{dataset}/images/{m}/ipc{i}/{c}" for m in methods for i in ipcs for c in classes]
+
+
+def group_sampling_accuracy(wc):
+    """The accuracy table, when it compares D3HR with one random draw from the same Gaussian."""
+    if {"d3hr", "d3hr_nogroup"} <= set(eval_methods()):
+        return f"results/{wc.dataset}/tables/accuracy.csv"
+    return []
+
+
+def benchmark_files(wc):
+    """The benchmark file of every job of the dataset's main run (not of the figure rules themselves)."""
+    d, b, classes = ds(wc), f"benchmarks/{wc.dataset}", CLASSES[wc.dataset]
+    ipcs = config["select"]["ipc"]
+    out = []
+    if d["model"] == "train":
+        out += [f"{b}/train_ldm.tsv", f"{b}/model_quality.tsv"]
+    if d["teacher"] == "train":
+        out.append(f"{b}/train_teacher.tsv")
+    for c in classes:
+        out += [f"{b}/encode/{c}.tsv", f"{b}/invert/{c}.tsv", f"{b}/fit_gaussian/{c}.tsv"]
+        if ablation_on():
+            out.append(f"{b}/ablation_timestep/{c}.tsv")
+        for i in ipcs:
+            out += [f"{b}/select/ipc{i}/{c}.tsv", f"{b}/decode/d3hr/ipc{i}/{c}.tsv"]
+            for m in ("d3hr_nogroup", "dit_noise", "kmeans"):
+                if m in eval_methods():
+                    out.append(f"{b}/decode/{m}/ipc{i}/{c}.tsv")
+            if "kmeans" in eval_methods():
+                out.append(f"{b}/kmeans/ipc{i}/{c}.tsv")
+    e = config.get("evaluate") or {}
+    for m in eval_methods():
+        for i in ["all"] if m == "full" else ipcs:
+            out += expand(f"{b}/eval/{m}/ipc{i}/{{student}}-seed{{seed}}.tsv", student=e["students"], seed=e["seeds"])
+    return out
+
+
+def figure_targets(name):
+    if not figures_on():
+        return []
+    r = f"results/{name}"
+    out = [f"{r}/figures/normality.png", f"{r}/figures/group_sampling.png", f"{r}/figures/storage.png",
+           f"{r}/figures/samples_ipc{grid_ipc(config)}.png", f"{r}/tables/costs.md", f"{r}/tables/teacher_check.csv"]
+    if ablation_on():
+        out.append(f"{r}/figures/timestep.png")
+    if eval_methods():
+        out.append(f"{r}/figures/accuracy_vs_ipc.png")
     return out

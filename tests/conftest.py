@@ -89,3 +89,30 @@ def dry_run_jobs(workdir, *args):
                 k, _, v = kv.strip().partition("=")
                 jobs[-1][1][k] = v
     return jobs
+
+
+def build_tiny_workflow(wd, classes=("cat", "dog"), model_classes=("cat", "dog", "eel")):
+    """A tiny workflow directory whose data and models live inside it, referenced by relative paths, so that a copy
+    of a finished run (shutil.copytree keeps mtimes and .snakemake/) has nothing pending."""
+    from test_workflow import tiny_config, write_config
+
+    wd = copy_workflow(wd)
+    make_dataset(wd / "inputs" / "data", classes=classes)
+    make_pipeline(wd / "inputs" / "pipeline", list(model_classes))
+    make_teacher(wd / "inputs" / "teacher.pt", list(model_classes))
+    cfg = tiny_config("inputs/data", "inputs/pipeline", "inputs/teacher.pt")
+    write_config(wd, cfg)
+    return wd, cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny workflow run to the end once per session (outputs, figures, tables). Read-only: copy it to change it."""
+    wd, cfg = build_tiny_workflow(tmp_path_factory.mktemp("tiny_run") / "wf")
+    snakemake(wd, "--cores", "2")
+    return wd, cfg
+
+
+def copy_run(src, dst):
+    shutil.copytree(src, dst, symlinks=True)
+    return Path(dst)

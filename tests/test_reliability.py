@@ -46,6 +46,7 @@ def setup_wf(tmp_path, name, root, pipe, teacher, **kw):
     wd = copy_workflow(tmp_path / name)
     cfg = tiny_config(root, pipe, teacher, **kw)
     cfg.pop("evaluate")
+    cfg["figures"] = {"enabled": False}
     write_config(wd, cfg)
     return wd
 

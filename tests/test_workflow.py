@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import copy_workflow, dry_run_jobs, make_dataset, make_pipeline, make_teacher, snakemake
+from conftest import copy_run, copy_workflow, dry_run_jobs, make_dataset, make_pipeline, make_teacher, snakemake
 
 
 def tiny_config(root, pipeline, teacher, ipc=(1, 2), m=300, classes="all"):
@@ -30,6 +30,8 @@ def tiny_config(root, pipeline, teacher, ipc=(1, 2), m=300, classes="all"):
         "evaluate": {"methods": ["d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full"],
                      "students": ["convnet_tiny"], "seeds": [0], "steps": 3, "epochs": 0, "batch_size": 8, "lr": 1e-3,
                      "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "hard_label": False, "cosine_to": 0.5},
+        "figures": {"enabled": True, "qq_dims": 3, "grid_ipc": 2, "grid_classes": 10, "grid_per_class": 5,
+                    "timestep_ablation": {"enabled": True, "ipc": 3, "m": 50}},
     }
 
 
@@ -83,10 +85,14 @@ def _rules(jobs):
     return sorted({r for r, _ in jobs})
 
 
+FIGURE_RULES = ["cost_table", "fig_accuracy", "fig_group_sampling", "fig_normality", "fig_samples", "fig_storage",
+                "fig_timestep", "teacher_table"]
+
+
 @pytest.mark.slow
-def test_full_run_and_incremental_reruns(tiny_workflow, tmp_path):
-    wd, cfg, root = tiny_workflow
-    snakemake(wd)
+def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
+    wd = copy_run(tiny_run[0], tmp_path / "wf")
+    cfg, root = tiny_run[1], wd / "inputs" / "data"
     for ipc in (1, 2):
         for c in ("cat", "dog"):
             for method in ("d3hr", "d3hr_nogroup", "dit_noise", "kmeans", "random_real"):
@@ -111,22 +117,26 @@ def test_full_run_and_incremental_reruns(tiny_workflow, tmp_path):
     Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(img)
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "cat") == []
-    assert _rules(jobs) == ["all", "collect_eval", "decode", "encode", "evaluate", "fit_gaussian", "invert", "kmeans",
-                            "random_real", "select", "selection_summary", "tables"]
+    assert _rules(jobs) == sorted(["ablation_timestep", "all", "collect_eval", "decode", "encode", "evaluate",
+                                   "fit_gaussian", "invert", "kmeans", "random_real", "select", "selection_summary",
+                                   "tables"] + FIGURE_RULES)
     assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
     snakemake(wd)
 
     # 3. adding an IPC value schedules only select/decode for that IPC (and its summary)
     write_config(wd, {**cfg, "select": {**cfg["select"], "ipc": [1, 2, 3]}})
     jobs = dry_run_jobs(wd)
-    assert _rules(jobs) == ["all", "collect_eval", "decode", "dit_noise", "evaluate", "kmeans", "random_real", "select",
-                            "selection_summary", "tables"]
-    assert {w["ipc"] for r, w in jobs if r not in ("all", "tables")} == {"3"}
+    assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "dit_noise", "evaluate", "kmeans", "random_real",
+                                   "select", "selection_summary", "tables", "cost_table", "fig_accuracy",
+                                   "fig_group_sampling", "fig_storage", "teacher_table"])
+    assert {w["ipc"] for r, w in jobs if "ipc" in w} == {"3"}
 
     # 4. changing a group-sampling parameter schedules no encode or invert job
     write_config(wd, {**cfg, "select": {**cfg["select"], "m": 400}})
     jobs = dry_run_jobs(wd)
-    assert _rules(jobs) == ["all", "collect_eval", "decode", "evaluate", "select", "selection_summary", "tables"]
+    assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "evaluate", "select", "selection_summary", "tables",
+                                   "cost_table", "fig_accuracy", "fig_group_sampling", "fig_samples", "fig_storage",
+                                   "teacher_table"])
     assert {w["method"] for r, w in jobs if r in ("decode", "evaluate")} == {"d3hr", "d3hr_nogroup"}
 
     # 5. adding a class schedules only that class's chain and the aggregates
@@ -137,8 +147,9 @@ def test_full_run_and_incremental_reruns(tiny_workflow, tmp_path):
     os.rename(tmp_path / "more" / "val" / "eel", root / "val" / "eel")
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "eel") == []
-    assert _rules(jobs) == ["all", "collect_eval", "decode", "dit_noise", "encode", "evaluate", "fit_gaussian", "invert",
-                            "kmeans", "random_real", "select", "selection_summary", "tables"]
+    assert _rules(jobs) == sorted(["ablation_timestep", "all", "collect_eval", "decode", "dit_noise", "encode", "evaluate",
+                                   "fit_gaussian", "invert", "kmeans", "random_real", "select", "selection_summary",
+                                   "tables"] + FIGURE_RULES)
 
 
 def test_bad_config_is_rejected_with_the_value(tiny_workflow):
