@@ -7,7 +7,7 @@ CORES ?= all
 BIN := $(abspath $(VENV))/bin
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test venv lint bench clean
+.PHONY: run test venv lint bench clean readme-figures
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,7 @@ run: venv
 	PATH="$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
 test: venv
+	bash tests/setup_system.sh
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra
 
 lint: venv
@@ -30,6 +31,13 @@ lint: venv
 
 bench: venv
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/group_sampling.py
+	PATH="$(BIN):$$PATH" $(BIN)/python bench/dag_imagenet.py
+	PATH="$(BIN):$$PATH" $(BIN)/python bench/gpu_stages.py
+
+# copy the figures of the embedded default's run into docs/figures/ (embedded in the README)
+readme-figures:
+	mkdir -p docs/figures
+	cp results/animal_mnist/figures/*.png docs/figures/
 
 clean:
 	rm -rf results logs benchmarks data .snakemake

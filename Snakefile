@@ -6,10 +6,33 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless config files are given (`--configfile config/imagenet.yaml` then replaces it rather
+# than adding its datasets to the default's).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "rules/common.smk"
+
+
+# Aggregations that take seconds: run them where Snakemake runs, never as cluster jobs.
+localrules:
+    all,
+    selection_summary,
+    collect_eval,
+    tables,
+    fig_normality,
+    fig_accuracy,
+    fig_timestep,
+    fig_group_sampling,
+    fig_samples,
+    fig_storage,
+    cost_table,
+    teacher_table,
+
+
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/encode.smk"

@@ -170,7 +170,9 @@ def cmd_evaluate(a):
 
     x, y = load(a.class_dirs)
     xv, yv = load(a.val_dirs)
-    student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=True, resolution=a.resolution)
+    # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
+    student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=a.resolution <= 64,
+                                resolution=a.resolution)
     steps = a.steps if not a.epochs else a.epochs * -(-len(x) // a.batch_size)
     res = train_student(student, None if a.hard_label else teacher, x, y, xv, yv, steps, a.batch_size, a.lr,
                         a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label, a.cosine_to)

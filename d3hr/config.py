@@ -118,3 +118,20 @@ def model_label(name: str, ds: dict, cls: str, classes: list[str]) -> int:
         return names.index(cls)
     on_disk = list_classes(Path(dataset_root(name, ds)) / "train")
     return on_disk.index(cls)
+
+
+def model_labels(name: str, ds: dict, classes: list[str]) -> dict[str, int]:
+    """model_label of every class at once (one read of classes.json or of the class folders, not one per job)."""
+    import json
+
+    if ds["model"] == "train":
+        return {c: k for k, c in enumerate(classes)}
+    names_file = Path(ds["model"]) / "classes.json"
+    if names_file.is_file():
+        names = {n: k for k, n in enumerate(json.loads(names_file.read_text()))}
+        missing = [c for c in classes if c not in names]
+        if missing:
+            raise D3HRError(f"{names_file}: classes {missing[:5]} are not among the model's classes")
+        return {c: names[c] for c in classes}
+    on_disk = {c: k for k, c in enumerate(list_classes(Path(dataset_root(name, ds)) / "train"))}
+    return {c: on_disk[c] for c in classes}

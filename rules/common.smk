@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from d3hr import D3HRError, code_version
-from d3hr.config import check_semantics, dataset_classes, dataset_root, grid_ipc, model_label
+from d3hr.config import check_semantics, dataset_classes, dataset_root, grid_ipc, model_labels
 from d3hr.data import IMAGE_EXTENSIONS
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -14,6 +14,8 @@ validate(config, schema="../config/schema.yaml")
 try:
     check_semantics(config)
     CLASSES = {name: dataset_classes(name, ds) for name, ds in config["datasets"].items()}
+    # the model's label of every class, known before any job runs (a per-class param: adding a class reruns nothing)
+    LABELS = {name: model_labels(name, ds, CLASSES[name]) for name, ds in config["datasets"].items()}
 except D3HRError as e:
     raise WorkflowError(f"config: {e}")
 
@@ -77,7 +79,11 @@ def teacher_path(wc):
 
 
 def model_label_of(wc):
-    return model_label(wc.dataset, ds(wc), wc.cls, CLASSES[wc.dataset])
+    return LABELS[wc.dataset][wc.cls]
+
+
+def labels_of(wc):
+    return [LABELS[wc.dataset][c] for c in CLASSES[wc.dataset]]
 
 
 def classes_of(wc):

@@ -11,7 +11,7 @@ rule evaluate:
     params:
         class_dirs=eval_class_dirs,
         val_dirs=lambda wc: [f"{dataset_root_of(wc)}/val/{c}" for c in CLASSES[wc.dataset]],
-        labels=lambda wc: [model_label(wc.dataset, ds(wc), c, CLASSES[wc.dataset]) for c in CLASSES[wc.dataset]],
+        labels=labels_of,
         resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
         channels=lambda wc: ds(wc)["channels"],
         e=config.get("evaluate", {}),

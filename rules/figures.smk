@@ -198,7 +198,7 @@ rule teacher_table:
         methods=lambda wc: image_methods(),
         ipcs=config["select"]["ipc"],
         classes=classes_of,
-        labels=lambda wc: [model_label(wc.dataset, ds(wc), c, CLASSES[wc.dataset]) for c in CLASSES[wc.dataset]],
+        labels=labels_of,
         resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
         channels=lambda wc: ds(wc)["channels"],
         code=code_version("figures"),

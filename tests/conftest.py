@@ -116,3 +116,25 @@ def tiny_run(tmp_path_factory):
 def copy_run(src, dst):
     shutil.copytree(src, dst, symlinks=True)
     return Path(dst)
+
+
+def make_fake_imagenet(root, n_classes=1000, size=8):
+    """An ImageNet-shaped image-folder tree: n_classes wnid-like folders with one tiny JPEG each, train and val."""
+    root = Path(root)
+    img = Image.fromarray(np.full((size, size, 3), 128, np.uint8))
+    for k in range(n_classes):
+        wnid = f"n{k:08d}"
+        for split in ("train", "val"):
+            d = root / split / wnid
+            d.mkdir(parents=True, exist_ok=True)
+            img.save(d / f"{wnid}_0.JPEG")
+    return root
+
+
+def imagenet_config(root, model, teacher) -> dict:
+    """config/imagenet.yaml with the dataset, pipeline and teacher paths replaced."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config" / "imagenet.yaml").read_text())
+    cfg["datasets"]["imagenet"].update(root=str(root), model=str(model), teacher=str(teacher))
+    return cfg

@@ -1,0 +1,95 @@
+"""DiT-XL/2-256 and the Stable Diffusion VAE, built from their published configurations with random weights (nothing
+downloaded): one batch of every GPU stage on the CPU, so that shapes, learned sigma, the null class 1000 and the
+0.18215 scaling are right at the paper's scale."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# facebook/DiT-XL-2-256: transformer/config.json and vae/config.json (sd-vae-ft-ema), as published
+DIT_XL_2_256 = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+                    sample_size=32, patch_size=2, num_embeds_ada_norm=1000, norm_type="ada_norm_zero",
+                    activation_fn="gelu-approximate", attention_bias=True, norm_elementwise_affine=False,
+                    norm_num_groups=32, dropout=0.0, upcast_attention=False)
+SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
+              layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+              norm_num_groups=32, sample_size=256, act_fn="silu", scaling_factor=0.18215)
+
+
+@pytest.fixture(scope="module")
+def dit_xl_pipeline(tmp_path_factory):
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    from d3hr.models import build_scheduler, save_pipeline
+
+    torch.manual_seed(0)
+    dit = DiTTransformer2DModel(**DIT_XL_2_256)
+    vae = AutoencoderKL(**SD_VAE)
+    n_params = sum(p.numel() for p in dit.parameters())
+    out = tmp_path_factory.mktemp("dit_xl") / "DiT-XL-2-256"
+    save_pipeline(out, dit.half(), vae, build_scheduler(), [f"n{k:08d}" for k in range(1000)])
+    del dit
+    return out, n_params
+
+
+@pytest.mark.slow
+def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
+    from d3hr.decode import decode_class
+    from d3hr.encode import encode_class
+    from d3hr.group_sampling import Weights, select_class
+    from d3hr.gaussian import fit_class
+    from d3hr.invert import invert_class
+    from d3hr.models import load_ldm
+
+    pipe, n_params = dit_xl_pipeline
+    assert 670e6 < n_params < 680e6  # DiT-XL/2: 675M parameters
+    ldm = load_ldm(pipe, components=())
+    assert ldm.learned_sigma and ldm.null_label == 1000 and ldm.num_classes == 1000
+    assert ldm.scaling_factor == pytest.approx(0.18215) and ldm.latent_size == 32 and ldm.latent_channels == 4
+
+    cls = "n00000207"
+    d = tmp_path / "train" / cls
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):  # odd sizes: resized (short side) and centre-cropped to 256
+        Image.fromarray(rng.integers(0, 255, (300 + 10 * i, 280, 3), dtype=np.uint8)).save(d / f"{cls}_{i}.JPEG")
+    lat = tmp_path / "latents.h5"
+    assert encode_class(d, pipe, lat, 256, 3, batch_size=3, seed=0) == 3
+    with h5py.File(lat) as f:
+        z0 = f["latents"][:]
+        assert z0.shape == (3, 4, 32, 32) and f.attrs["scaling_factor"] == pytest.approx(0.18215)
+    # the latents carry the 0.18215 factor: z0 = s * E(x)
+    vae = load_ldm(pipe, components=("vae",)).vae
+    from d3hr.data import load_image, to_model_range
+
+    x = to_model_range(np.stack([load_image(d / f"{cls}_0.JPEG", 256, 3)]))
+    with torch.no_grad():
+        mean = vae.encode(x).latent_dist.mean * 0.18215
+    assert torch.allclose(mean, torch.from_numpy(encode_mean(d, pipe, tmp_path))[:1], atol=1e-3)
+
+    inv = tmp_path / "inverted.h5"
+    invert_class(lat, pipe, inv, cls, 207, [20, 40], num_steps=50, guidance=4.0, batch_size=3)
+    with h5py.File(inv) as f:
+        assert f["t40"].shape == (3, 4, 32, 32) and f.attrs["null_label"] == 1000 and f.attrs["label"] == 207
+        assert np.isfinite(f["t40"][:]).all()
+    gauss = tmp_path / "gaussian.h5"
+    fit_class(inv, lat, gauss)
+    sel = tmp_path / "selected.h5"
+    select_class(gauss, sel, ipc=2, m=20, timestep=40, seed=0, weights=Weights(), chunk_groups=10, threads=1)
+    images = decode_class(sel, pipe, tmp_path / "images", resize=224, batch_size=2)
+    assert images.shape == (2, 256, 256, 3) and images.dtype == np.uint8
+    pngs = sorted((tmp_path / "images").glob("*.png"))
+    assert len(pngs) == 2 and Image.open(pngs[0]).size == (224, 224)
+
+
+def encode_mean(d, pipe, tmp_path):
+    from d3hr.encode import encode_class
+
+    out = tmp_path / "latents_mean.h5"
+    encode_class(d, pipe, out, 256, 3, batch_size=3, sample_posterior=False, seed=0)
+    with h5py.File(out) as f:
+        return f["latents"][:]
