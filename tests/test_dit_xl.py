@@ -46,7 +46,9 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
     from d3hr.models import load_ldm
 
     pipe, n_params = dit_xl_pipeline
-    assert 670e6 < n_params < 680e6  # DiT-XL/2: 675M parameters
+    # DiT-XL/2 has 675M parameters; diffusers' format keeps a copy of the timestep/class embedder in each of the 28
+    # blocks (AdaLayerNormZero), about 2.7M each: 750M
+    assert 745e6 < n_params < 755e6
     ldm = load_ldm(pipe, components=())
     assert ldm.learned_sigma and ldm.null_label == 1000 and ldm.num_classes == 1000
     assert ldm.scaling_factor == pytest.approx(0.18215) and ldm.latent_size == 32 and ldm.latent_channels == 4
