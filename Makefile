@@ -24,7 +24,7 @@ run: venv
 
 test: venv
 	bash tests/setup_system.sh
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra --durations=12
 
 lint: venv
 	PATH="$(BIN):$$PATH" $(BIN)/snakemake --lint

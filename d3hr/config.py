@@ -92,14 +92,27 @@ def dataset_classes(name: str, ds: dict) -> list[str]:
     train = Path(ds["root"]) / "train"
     on_disk = list_classes(train)
     if ds["classes"] == "all":
-        return [check_class_name(c) for c in on_disk]
+        return [_check_not_empty(train, check_class_name(c)) for c in on_disk]
     missing = [c for c in ds["classes"] if c not in on_disk]
     for c in ds["classes"]:
         check_class_name(c)
     if missing:
         raise D3HRError(f"datasets.{name}.classes: {missing} not found under {train} (class folders there: "
                         f"{', '.join(on_disk[:10])}{' ...' if len(on_disk) > 10 else ''})")
-    return list(ds["classes"])
+    return [_check_not_empty(train, c) for c in ds["classes"]]
+
+
+def _check_not_empty(train: Path, cls: str) -> str:
+    """Fail early on a class folder without images (stops at the first image: cheap for large classes)."""
+    import os
+
+    from .data import IMAGE_EXTENSIONS
+
+    with os.scandir(train / cls) as it:
+        for e in it:
+            if not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                return cls
+    raise D3HRError(f"{train / cls}: empty class folder (no image files); add its images or remove the class")
 
 
 def model_label(name: str, ds: dict, cls: str, classes: list[str]) -> int:
