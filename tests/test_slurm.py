@@ -1,5 +1,5 @@
 """The SLURM profile against a real SLURM: a one-node cluster on localhost (tests/slurm_cluster.py) runs the tiny
-config end to end, every cluster job through `sbatch`, GPU rules asking for a GPU, small per-class jobs grouped."""
+config end to end, every cluster job through `sbatch`, GPU rules asking for a GPU."""
 
 from __future__ import annotations
 
@@ -41,10 +41,9 @@ def test_tiny_config_end_to_end_through_sbatch(cluster, tmp_path):
     matches = re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+) \(log: ([^)]*)\)", out)
     submitted = {log: jobid for jobid, log in matches}
     logs = "\n".join(submitted)
-    # every cluster rule went through sbatch; the per-class CPU rules as group jobs; aggregations stayed local
-    for rule in ("encode", "invert", "decode", "evaluate"):
+    # every cluster rule went through sbatch; aggregations stayed local
+    for rule in ("encode", "invert", "fit_gaussian", "select", "decode", "evaluate"):
         assert f"rule_{rule}" in logs, (rule, logs)
-    assert "group_per_class_cpu" in logs, logs
     assert "rule_fig_" not in logs and "rule_tables" not in logs
     # a GPU rule asked SLURM for one GPU
     encode_job = next(j for log, j in submitted.items() if "rule_encode" in log)
