@@ -115,26 +115,10 @@ def _check_not_empty(train: Path, cls: str) -> str:
     raise D3HRError(f"{train / cls}: empty class folder (no image files); add its images or remove the class")
 
 
-def model_label(name: str, ds: dict, cls: str, classes: list[str]) -> int:
-    """The model's label index of a class, known before any job runs (so it can be a per-class param):
-    a workflow-trained model uses the config's class order; a given pipeline uses its classes.json, else the sorted
-    class folders of {root}/train (ImageNet's folder order is its label order)."""
-    import json
-
-    if ds["model"] == "train":
-        return classes.index(cls)
-    names_file = Path(ds["model"]) / "classes.json"
-    if names_file.is_file():
-        names = json.loads(names_file.read_text())
-        if cls not in names:
-            raise D3HRError(f"{names_file}: class {cls!r} is not among the model's classes")
-        return names.index(cls)
-    on_disk = list_classes(Path(dataset_root(name, ds)) / "train")
-    return on_disk.index(cls)
-
-
 def model_labels(name: str, ds: dict, classes: list[str]) -> dict[str, int]:
-    """model_label of every class at once (one read of classes.json or of the class folders, not one per job)."""
+    """The model's label index of every class, known before any job runs (so it can be a per-class param), read once
+    per run: a workflow-trained model uses the config's class order; a given pipeline uses its classes.json, else the
+    sorted class folders of {root}/train (ImageNet's folder order is its label order)."""
     import json
 
     if ds["model"] == "train":
