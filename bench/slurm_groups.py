@@ -1,6 +1,7 @@
-"""What grouping small per-class jobs saves under SLURM (the profile's rules grouped as `per_class_cpu`): a tiny config run end to end
-through a one-node SLURM cluster on localhost (tests/slurm_cluster.py, root and Debian's slurm-wlm + munge needed),
-once with the profile as it is and once with its groups removed, in the same process; wall time and sbatch jobs.
+"""What the SLURM profile's groups save (`per_class_cpu`: fit_gaussian, select, kmeans, random_real, dit_noise;
+`decode`): a tiny config run end to end through a one-node SLURM cluster on localhost (tests/slurm_cluster.py, root
+and Debian's slurm-wlm + munge needed), once with the profile as it is and once with its groups removed, in the same
+process; wall time, sbatch jobs, and the resources the group jobs asked for.
 
     python bench/slurm_groups.py [n_classes]
 """
@@ -25,6 +26,7 @@ n_classes = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 names = ["cat", "dog", "eel", "fox", "gnu", "hen", "owl", "yak"][:n_classes]
 reason = slurm_cluster.start()
 if reason:
+    slurm_cluster.stop()
     sys.exit(f"no SLURM cluster: {reason}")
 rows = []
 try:
@@ -37,10 +39,8 @@ try:
             cfg["figures"] = {"enabled": False}
             write_config(wd, cfg)
             prof = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-            if mode.startswith("grouped"):  # the grouping under study (not in the profile: see its comment)
-                prof["groups"] = [f"{r}=per_class_cpu" for r in ("select", "fit_gaussian", "kmeans", "random_real",
-                                                                  "dit_noise")]
-                prof["group-components"] = ["per_class_cpu=20"]
+            if not mode.startswith("grouped"):  # the reference: the same profile without its groups
+                del prof["groups"], prof["group-components"]
             shutil.rmtree(wd / "profiles")
             (wd / "prof").mkdir()
             (wd / "prof" / "config.yaml").write_text(yaml.safe_dump(prof))
@@ -48,7 +48,7 @@ try:
             p = subprocess.run([str(BIN / "snakemake"), "--workflow-profile", "prof", "--slurm-no-account",
                                 "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
                                 "--default-resources", "mem_mb=2000", "runtime=30",
-                                "--set-resources", "evaluate:mem_mb=2000", "invert:mem_mb=2000"],
+                                "--set-resources", "evaluate:mem_mb=2000", "invert:mem_mb=2000", "--verbose"],
                                cwd=wd, capture_output=True, text=True,
                                env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"))
             wall = time.perf_counter() - t0
@@ -59,6 +59,9 @@ try:
             sbatch = len(re.findall(r"has been submitted with SLURM jobid", out))
             jobs = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
             rows.append((mode, jobs, sbatch, wall))
+            for g in re.findall(r"^sbatch call: .*--comment rule_((?:per_class_cpu|decode)_\S+)\s+(.*?) -D ", out, re.M):
+                if g[0].startswith("per_class_cpu_") or g[0] == "decode_decode":  # group jobs, not single decodes
+                    print(f"{mode}: group job {g[0]} asked for {g[1]}")
 finally:
     slurm_cluster.stop()
 print(f"tiny config, {n_classes} classes, IPC 1 and 2, through a one-node SLURM cluster on localhost")

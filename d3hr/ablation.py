@@ -15,24 +15,16 @@ import torch
 from tqdm import tqdm
 
 from . import D3HRError
-from .data import to_model_range
 from .ddim import timestep_grid
 from .decode import decode_latents
 from .device import model_dtype
 from .group_sampling import Weights, select_group
 from .h5io import open_h5, provenance, read_attrs, write_h5
 from .models import load_ldm
-from .nets import load_classifier
+from .nets import load_classifier, predict
 
 
 @torch.no_grad()
-def predict(model, x_uint8: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Arg-max class of each uint8 NHWC image."""
-    model.eval()
-    out = [model(to_model_range(x_uint8[i : i + batch])).argmax(1).numpy() for i in range(0, len(x_uint8), batch)]
-    return np.concatenate(out).astype(np.int64)
-
-
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 NHWC images resized to size x size (Lanczos, as decoded images are written), unchanged if they fit."""
     if images.shape[1:3] == (size, size):
@@ -75,7 +67,7 @@ def timestep_ablation_class(gaussian_h5, pipeline_dir, teacher_path, out, ipc: i
         sel = select_group(mu, var, ipc, m, seed, key=(cls, "ablation", t), weights=weights, skew_mode=skew_mode,
                            chunk_groups=chunk_groups, threads=threads, head=0)
         images = decode_latents(ldm, sel.latents.reshape(ipc, *shape), t, int(label), grid, guidance, batch_size)
-        pred = predict(teacher, resize_images(images, int(ck.get("resolution", images.shape[1]))))
+        pred = predict(teacher, resize_images(images, int(ck.get("resolution", images.shape[1]))), batch=256)
         data[f"t{t}/images"] = images
         data[f"t{t}/teacher_pred"] = pred
         rows.append((t, sel.score, float((pred == int(label)).mean())))

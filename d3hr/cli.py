@@ -51,6 +51,22 @@ def cmd_train_teacher(a):
                                    "val_top1": acc, "train_seconds": time.time() - t0})
 
 
+def cmd_import_classifier(a):
+    from .nets import import_classifier
+
+    classes = None
+    if a.classes_from:
+        root = Path(a.classes_from)
+        if not root.is_dir():
+            raise D3HRError(f"{root}: not a folder of class folders")
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        if len(classes) != a.num_classes:
+            raise D3HRError(f"{root}: {len(classes)} class folders, but --num-classes is {a.num_classes}")
+    import_classifier(a.weights, a.out, a.arch, a.num_classes, a.resolution, classes, a.input_norm)
+    print(f"[d3hr] {a.weights} -> {a.out} ({a.arch}, {a.num_classes} classes, input norm {a.input_norm})",
+          file=sys.stderr)
+
+
 def cmd_quality(a):
     from .h5io import atomic_output
     from .train import model_quality
@@ -198,16 +214,6 @@ def cmd_tables(a):
     write_tables(a.csvs, a.out_dir)
 
 
-def cmd_teacher_check(a):
-    from .diagnostics import teacher_top1_on_images
-
-    rows = []
-    for root in a.images_roots:
-        r = teacher_top1_on_images(a.teacher, root, a.classes, a.labels or list(range(len(a.classes))), a.resolution, a.channels)
-        rows.append(f"{root}\t{r['n']}\t{r['top1']:.4f}")
-    print("images\tn\tteacher_top1\n" + "\n".join(rows))
-
-
 def cmd_decode(a):
     from .decode import decode_class
     from .device import pick_device
@@ -324,6 +330,17 @@ def build_parser():
     s.add_argument("--lr", type=float, default=2e-3)
     s.add_argument("--weight-decay", type=float, default=0.01)
 
+    s = stage("import-classifier", cmd_import_classifier,
+              "a teacher checkpoint from torchvision/timm weights (e.g. ImageNet ResNet-18), with its input norm")
+    s.add_argument("--weights", required=True, help="a state dict file (torchvision's resnet18-f37072fd.pth, ...)")
+    s.add_argument("--arch", default="resnet18", help="timm architecture whose keys the state dict has")
+    s.add_argument("--num-classes", type=int, default=1000)
+    s.add_argument("--resolution", type=int, default=224)
+    s.add_argument("--input-norm", choices=("imagenet", "none"), default="imagenet",
+                   help="imagenet: the weights expect ImageNet mean/std normalisation (torchvision, timm)")
+    s.add_argument("--classes-from", default=None, help="a train/ folder: records its sorted class folders")
+    s.add_argument("--out", required=True)
+
     s = stage("quality", cmd_quality, "VAE PSNR, teacher top-1, teacher top-1 on DiT samples -> JSON")
     data_args(s)
     s.add_argument("--pipeline", required=True)
@@ -436,14 +453,6 @@ def build_parser():
     s.add_argument("--hard-label", action="store_true")
     s.add_argument("--cosine-to", type=float, default=0.5)
     s.add_argument("--out", required=True)
-
-    s = stage("teacher-check", cmd_teacher_check, "teacher top-1 on distilled image folders (a diagnostic)")
-    s.add_argument("images_roots", nargs="+", help="folders holding one sub-folder per class")
-    s.add_argument("--teacher", required=True)
-    s.add_argument("--classes", nargs="+", required=True)
-    s.add_argument("--labels", type=int, nargs="*", default=None)
-    s.add_argument("--resolution", type=int, required=True)
-    s.add_argument("--channels", type=int, default=3)
 
     s = stage("collect-eval", cmd_collect_eval, "evaluation JSON files -> one tidy CSV")
     s.add_argument("files", nargs="+")

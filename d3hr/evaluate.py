@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data import to_model_range
+from .nets import logits
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float):
@@ -67,15 +68,10 @@ def mixup(x, gen, rng, alpha=0.8):
 
 @torch.no_grad()
 def topk_accuracy(model, x_uint8, y, ks=(1, 5), batch=500):
-    model.eval()
-    hits = {k: 0 for k in ks}
-    for i in range(0, len(x_uint8), batch):
-        logits = model(to_model_range(x_uint8[i : i + batch]))
-        top = logits.topk(min(max(ks), logits.shape[1]), 1).indices  # top-k with k >= classes: always a hit
-        yy = torch.as_tensor(y[i : i + batch]).view(-1, 1)
-        for k in ks:
-            hits[k] += int((top[:, :k] == yy).any(1).sum())
-    return {k: hits[k] / len(x_uint8) for k in ks}
+    out = logits(model, x_uint8, batch)
+    top = out.topk(min(max(ks), out.shape[1]), 1).indices  # top-k with k >= classes: always a hit
+    yy = torch.as_tensor(y).view(-1, 1)
+    return {k: int((top[:, :k] == yy).any(1).sum()) / len(x_uint8) for k in ks}
 
 
 def train_student(student, teacher, x_train, y_train, x_val, y_val, steps, batch_size, lr, weight_decay, seed,

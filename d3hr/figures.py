@@ -536,9 +536,8 @@ def write_cost_table(benchmark_files, root, n_classes, csv, md):
 
 def teacher_check_table(teacher_path, sets: dict, labels: dict, resolution: int, channels: int = 3) -> pd.DataFrame:
     """sets: {(method, ipc): [class folder, ...]}; labels: {class name: label}. The teacher is loaded once."""
-    from .ablation import predict
     from .data import list_images, load_image
-    from .nets import load_classifier
+    from .nets import load_classifier, predict
 
     teacher, _ = load_classifier(teacher_path)
     rows = []
@@ -548,7 +547,7 @@ def teacher_check_table(teacher_path, sets: dict, labels: dict, resolution: int,
             files = list_images(folder)
             xs += [load_image(f, resolution, channels) for f in files]
             ys += [labels[Path(folder).name]] * len(files)
-        pred = predict(teacher, np.stack(xs))
+        pred = predict(teacher, np.stack(xs), batch=256)
         rows.append({"method": method, "ipc": str(ipc), "images": len(xs), "classes": len(folders),
                      "teacher_top1": float((pred == np.asarray(ys)).mean())})
     df = pd.DataFrame(rows)

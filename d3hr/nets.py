@@ -63,6 +63,20 @@ def create_classifier(arch: str, num_classes: int, in_chans: int = 3, small_inpu
     return _small_stem(model, in_chans) if small_input else model
 
 
+@torch.no_grad()
+def logits(model: nn.Module, x_uint8, batch: int = 500) -> torch.Tensor:
+    """The model's logits on uint8 NHWC images (fed in d3hr's [-1, 1] range), in eval mode, `batch` at a time."""
+    from .data import to_model_range
+
+    model.eval()
+    return torch.cat([model(to_model_range(x_uint8[i : i + batch])).float() for i in range(0, len(x_uint8), batch)])
+
+
+def predict(model: nn.Module, x_uint8, batch: int = 500):
+    """Arg-max class of each uint8 NHWC image (int64 numpy)."""
+    return logits(model, x_uint8, batch).argmax(1).numpy().astype("int64")
+
+
 def save_classifier(path, model: nn.Module, meta: dict):
     from .h5io import atomic_output
 
@@ -70,8 +84,59 @@ def save_classifier(path, model: nn.Module, meta: dict):
         torch.save({**meta, "state_dict": model.state_dict()}, tmp)
 
 
+# torchvision's and timm's ImageNet weights expect (x01 - mean) / std with these per-channel values
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class InputNorm(nn.Module):
+    """d3hr feeds classifiers images in [-1, 1]; a network pretrained on (x01 - mean) / std gets exactly that."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return ((x + 1) / 2 - self.mean) / self.std
+
+
+def import_classifier(weights, out, arch: str, num_classes: int, resolution: int, classes=None,
+                      input_norm: str = "imagenet", small_input: bool = False):
+    """A d3hr checkpoint from a plain state dict (torchvision or timm, e.g. torchvision's resnet18 weights): the keys
+    must match timm's `arch` exactly; `input_norm` 'imagenet' records ImageNet's mean/std, 'none' feeds [-1, 1]."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise D3HRError(f"{weights}: weights file not found")
+    try:
+        sd = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling/format error is reported with the file
+        raise D3HRError(f"{weights}: cannot read a state dict ({e})") from None
+    sd = sd.get("state_dict", sd.get("model", sd)) if isinstance(sd, dict) else sd
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise D3HRError(f"{weights}: not a state dict of tensors")
+    model = create_classifier(arch, num_classes, 3, small_input=small_input, resolution=resolution)
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if missing or unexpected:
+        raise D3HRError(f"{weights}: does not fit timm's {arch} with {num_classes} classes "
+                        f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    for k, v in own.items():
+        if sd[k].shape != v.shape:
+            raise D3HRError(f"{weights}: {k} has shape {tuple(sd[k].shape)}, {arch} expects {tuple(v.shape)}")
+    model.load_state_dict(sd)
+    if input_norm not in ("imagenet", "none"):
+        raise D3HRError(f"input_norm must be 'imagenet' or 'none', not {input_norm!r}")
+    meta = {"arch": arch, "num_classes": num_classes, "in_chans": 3, "small_input": small_input,
+            "resolution": resolution, "classes": list(classes) if classes else None, "imported_from": str(weights)}
+    if input_norm == "imagenet":
+        meta.update(input_mean=list(IMAGENET_MEAN), input_std=list(IMAGENET_STD))
+    save_classifier(out, model, meta)
+    return model
+
+
 def load_classifier(path, num_classes: int | None = None, map_location="cpu"):
-    """Load a classifier saved by `save_classifier`; checks the class count against the dataset."""
+    """Load a classifier saved by `save_classifier` or `import_classifier` (then with its input normalisation in
+    front); checks the class count against the dataset."""
     path = Path(path)
     if not path.is_file():
         raise D3HRError(f"{path}: classifier checkpoint not found")
@@ -80,4 +145,6 @@ def load_classifier(path, num_classes: int | None = None, map_location="cpu"):
         raise D3HRError(f"{path}: teacher has {ckpt['num_classes']} classes but the dataset has {num_classes}")
     model = create_classifier(ckpt["arch"], ckpt["num_classes"], ckpt.get("in_chans", 3), ckpt.get("small_input", True), ckpt.get("resolution", 32))
     model.load_state_dict(ckpt["state_dict"])
+    if ckpt.get("input_mean") is not None:
+        model = nn.Sequential(InputNorm(ckpt["input_mean"], ckpt["input_std"]), model)
     return model.eval(), ckpt

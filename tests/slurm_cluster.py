@@ -1,6 +1,7 @@
 """A one-node SLURM cluster on localhost for the tests: Debian's slurm-wlm and munge, started here and stopped after.
 
-`start()` returns None when the cluster is up, else the reason it could not start (the test skips with it).
+`start()` returns None when the cluster is up, else the reason it could not start (the test skips with it);
+`stop()` stops it and removes its configuration, also after a failed start.
 The configuration goes to /etc/slurm/slurm.conf, where job steps look for it (the SLURM executor's job step drops
 SLURM_CONF from the environment); an existing configuration that these tests did not write is never touched.
 """
@@ -92,7 +93,7 @@ def start(cpus: int | None = None) -> str | None:
     for i in range(4):  # device files for the gpu GRES: lets jobs ask for --gpus=1 as on a GPU cluster
         (gpus / f"gpu{i}").touch()
     ETC.mkdir(parents=True, exist_ok=True)
-    # more CPUs than the machine has (config_overrides): group jobs ask for the sum of their members' threads
+    # more CPUs than the machine has (config_overrides): several 2-thread jobs at once, as on a real node
     cpus = cpus or max(16, os.cpu_count() or 2)
     mem = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
     conf.write_text(conf_text(cpus, mem))
@@ -125,7 +126,12 @@ def start(cpus: int | None = None) -> str | None:
 
 
 def stop():
+    """Stop the daemons and remove the configuration these tests wrote: a slurm.conf naming a controller that is
+    down makes every later `scontrol` (which the SLURM executor plugin runs whenever Snakemake starts) wait 9 s."""
     _stop_daemons()
+    for f in (ETC / "slurm.conf", ETC / "gres.conf"):
+        if f.is_file() and MARK in f.read_text():
+            f.unlink()
 
 
 def _tail(path, n=5) -> str:

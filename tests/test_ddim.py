@@ -1,6 +1,5 @@
 """DDIM steps against diffusers' schedulers, and the inversion round trip (SPEC section 2)."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from d3hr.device import lease, pick_device, release_all, visible_device_ids
 

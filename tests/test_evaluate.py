@@ -1,7 +1,6 @@
 """Evaluation (SPEC section 6): the KD loss, augmentation, student training, baselines and tables."""
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -105,15 +104,17 @@ def test_tables_aggregate_exactly(tmp_path):
     assert len(pd.read_csv(tmp_path / "out" / "accuracy.csv")) == 13
 
 
-def test_teacher_check_equals_direct_accuracy(tmp_path):
+def test_teacher_check_table_equals_direct_accuracy(tmp_path):
     from conftest import make_dataset, make_teacher
     from d3hr.data import load_split
-    from d3hr.diagnostics import teacher_top1_on_images
+    from d3hr.figures import teacher_check_table
     from d3hr.nets import load_classifier
     from d3hr.train import accuracy
 
     make_dataset(tmp_path / "d", classes=("a", "b"), n_train=5)
     t = make_teacher(tmp_path / "t.pt", ["a", "b"])
-    got = teacher_top1_on_images(t, tmp_path / "d" / "train", ["a", "b"], [0, 1], 16)
+    sets = {("d3hr", 5): [tmp_path / "d" / "train" / "a", tmp_path / "d" / "train" / "b"]}
+    got = teacher_check_table(t, sets, {"a": 0, "b": 1}, 16)
     x, y = load_split(tmp_path / "d", "train", ["a", "b"], 16, 3)
-    assert got == {"top1": accuracy(load_classifier(t)[0], x, y), "n": 10}
+    assert got.to_dict("records") == [{"method": "d3hr", "ipc": "5", "images": 10, "classes": 2,
+                                       "teacher_top1": accuracy(load_classifier(t)[0], x, y)}]

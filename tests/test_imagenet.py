@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from conftest import copy_workflow, imagenet_config, make_fake_imagenet, snakemake
+from conftest import REPO, copy_workflow, imagenet_config, make_fake_imagenet, snakemake
 
 
 def job_stats(text: str) -> dict:
@@ -16,15 +16,18 @@ def job_stats(text: str) -> dict:
 
 
 @pytest.mark.slow
-def test_imagenet_dag_has_every_job_of_1000_classes(tmp_path):
+def test_imagenet_dag_has_every_job_of_1000_classes_and_the_slurm_profile_groups_them(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     root = make_fake_imagenet(tmp_path / "imagenet", 1000)
     (tmp_path / "DiT-XL-2-256").mkdir()
     (tmp_path / "resnet18.pt").touch()
     cfg = imagenet_config(root, tmp_path / "DiT-XL-2-256", tmp_path / "resnet18.pt")
     (tmp_path / "imagenet.yaml").write_text(yaml.safe_dump(cfg))
-    p = snakemake(wd, "-n", "--quiet", "rules", "--configfile", str(tmp_path / "imagenet.yaml"))
-    stats = job_stats(p.stdout + p.stderr)
+    # the SLURM profile's dry run (no cluster needed) prints every job and every group job
+    p = snakemake(wd, "-n", "--workflow-profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account",
+                  "--configfile", str(tmp_path / "imagenet.yaml"))
+    out = p.stdout + p.stderr
+    stats = job_stats(out)
     n, ipcs = 1000, cfg["select"]["ipc"]
     e = cfg["evaluate"]
     assert stats["encode"] == stats["invert"] == stats["fit_gaussian"] == stats["ablation_timestep"] == n
@@ -37,3 +40,16 @@ def test_imagenet_dag_has_every_job_of_1000_classes(tmp_path):
     # only the ImageNet dataset: --configfile replaces the embedded default instead of adding to it
     assert "export_embedded" not in stats and "train_ldm" not in stats
     assert stats["total"] == sum(v for k, v in stats.items() if k != "total")
+
+    # groups (profiles/slurm): 10 components per sbatch. per_class_cpu: each class's fit_gaussian + its selects
+    # (1,000 components) and each random_real job (2,000); decode: 2,000 decodes
+    groups = {g: len(re.findall(rf"Group job {g} ", out)) for g in ("per_class_cpu", "decode")}
+    assert groups == {"per_class_cpu": (n + n * len(ipcs)) // 10, "decode": n * len(ipcs) // 10}
+    grouped_rules = {g.split("=")[0] for g in yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["groups"]}
+    localrules = {"all", "selection_summary", "collect_eval", "tables", "cost_table", "teacher_table"} | {
+        r for r in stats if r.startswith("fig_")}
+    n_local = sum(stats[r] for r in localrules)
+    ungrouped = stats["total"] - n_local - sum(stats[r] for r in grouped_rules if r in stats)
+    assert ungrouped == 3 * n + stats["evaluate"]  # encode, invert, ablation_timestep per class; evaluate
+    # what goes through sbatch: 3,536 jobs with the groups, 10,036 without
+    assert (ungrouped + sum(groups.values()), stats["total"] - n_local) == (3536, 10036)

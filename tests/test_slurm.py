@@ -1,5 +1,5 @@
 """The SLURM profile against a real SLURM: a one-node cluster on localhost (tests/slurm_cluster.py) runs the tiny
-config end to end, every cluster job through `sbatch`, GPU rules asking for a GPU."""
+config end to end, every cluster job through `sbatch`, GPU rules asking for a GPU, the small per-class jobs grouped."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from test_workflow import write_config
 def cluster():
     reason = slurm_cluster.start()
     if reason:
+        slurm_cluster.stop()
         pytest.skip(f"no SLURM cluster: {reason}")
     yield
     slurm_cluster.stop()
@@ -24,10 +25,11 @@ def cluster():
 
 @pytest.mark.slow
 def test_tiny_config_end_to_end_through_sbatch(cluster, tmp_path):
-    wd, cfg = build_tiny_workflow(tmp_path / "wf")
-    cfg["select"]["ipc"] = [2]
+    # 3 classes x 2 IPCs: groups larger than the node would be if their members' resources were simply summed
+    wd, cfg = build_tiny_workflow(tmp_path / "wf", classes=("cat", "dog", "eel"))
+    cfg["select"]["ipc"] = [1, 2]
     cfg["evaluate"]["methods"] = ["d3hr"]
-    cfg["figures"]["timestep_ablation"]["enabled"] = False
+    cfg["figures"]["enabled"] = False  # figures are localrules: tests/test_figures.py covers them
     write_config(wd, cfg)
     shutil.rmtree(wd / "profiles")  # the profile under test is the repository's
     p = snakemake(wd, "--workflow-profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account",
@@ -36,16 +38,27 @@ def test_tiny_config_end_to_end_through_sbatch(cluster, tmp_path):
                   "--default-resources", "mem_mb=2000", "runtime=30",
                   "--set-resources", "evaluate:mem_mb=2000", "invert:mem_mb=2000")
     out = p.stdout + p.stderr
-    for f in ("tables/accuracy.md", "figures/normality.png", "figures/group_sampling.png", "images/d3hr/ipc2/cat"):
+    for f in ("tables/accuracy.md", "images/d3hr/ipc1/eel", "images/d3hr/ipc2/cat"):
         assert (wd / "results" / "tiny" / f).exists(), f
     matches = re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+) \(log: ([^)]*)\)", out)
     submitted = {log: jobid for jobid, log in matches}
     logs = "\n".join(submitted)
-    # every cluster rule went through sbatch; aggregations stayed local
-    for rule in ("encode", "invert", "fit_gaussian", "select", "decode", "evaluate"):
-        assert f"rule_{rule}" in logs, (rule, logs)
-    assert "rule_fig_" not in logs and "rule_tables" not in logs
-    # a GPU rule asked SLURM for one GPU
+    # every cluster rule went through sbatch, the grouped ones in group jobs; aggregations stayed local
+    for rule in ("encode", "invert", "evaluate"):
+        assert f"rule_{rule}/" in logs, (rule, logs)
+    groups = {g: [j for log, j in submitted.items() if f"/group_{g}_" in log] for g in ("per_class_cpu", "decode")}
+    # 3 fit_gaussian + 6 select (3 components): one sbatch; 6 decodes: one sbatch
+    assert len(groups["per_class_cpu"]) == 1 and len(groups["decode"]) == 1, logs
+    assert "rule_fit_gaussian/" not in logs and "rule_select/" not in logs and "rule_decode/" not in logs
+    assert "rule_tables" not in logs and "rule_collect_eval" not in logs
+    for rule, n in (("fit_gaussian", 3), ("select", 6), ("decode", 6)):  # every member ran and logged
+        member_logs = [f for f in (wd / "logs" / "tiny" / rule).rglob("*.log")
+                       if f.stat().st_size and f.stem != "summary"]
+        assert len(member_logs) == n, (rule, member_logs)
+    # a GPU rule asked SLURM for one GPU, so did the decode group (its members share it, one after another); the
+    # CPU group asked for no GPU and for no more CPUs than the profile's `cores`
     encode_job = next(j for log, j in submitted.items() if "rule_encode" in log)
-    info = slurm_cluster.job_info(encode_job)
-    assert re.search(r"gpu[:=]1", info) and "JobState=COMPLETED" in info, info
+    for job, gpu in ((encode_job, True), (groups["decode"][0], True), (groups["per_class_cpu"][0], False)):
+        info = slurm_cluster.job_info(job)
+        assert "JobState=COMPLETED" in info and bool(re.search(r"gpu[:=]1", info)) == gpu, info
+        assert int(re.search(r"NumCPUs=(\d+)", info).group(1)) <= 2, info

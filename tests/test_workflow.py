@@ -121,7 +121,10 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
                                    "fit_gaussian", "invert", "kmeans", "random_real", "select", "selection_summary",
                                    "tables"] + FIGURE_RULES)
     assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
-    snakemake(wd)
+
+    # (the following on a fresh copy of the finished run: running step 2's jobs would only repeat what tiny_run did)
+    wd = copy_run(tiny_run[0], tmp_path / "wf2")
+    root = wd / "inputs" / "data"
 
     # 3. adding an IPC value schedules only select/decode for that IPC (and its summary)
     write_config(wd, {**cfg, "select": {**cfg["select"], "ipc": [1, 2, 3]}})
