@@ -40,7 +40,8 @@ def cmd_train_teacher(a):
 
     _threads(a.threads)
     x, y = load_split(a.root, "train", a.classes, a.resolution, a.channels)
-    model = create_classifier(a.arch, len(a.classes), a.channels, small_input=True, resolution=a.resolution)
+    model = create_classifier(a.arch, len(a.classes), a.channels, small_input=True, resolution=a.resolution,
+                              seed=a.seed)
     t0 = time.time()
     train_classifier(model, x, y, a.epochs, a.batch_size, a.lr, a.weight_decay, a.seed)
     xv, yv = load_split(a.root, "val", a.classes, a.resolution, a.channels)
@@ -188,7 +189,7 @@ def cmd_evaluate(a):
     xv, yv = load(a.val_dirs)
     # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
     student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=a.resolution <= 64,
-                                resolution=a.resolution)
+                                resolution=a.resolution, seed=a.seed)
     steps = a.steps if not a.epochs else a.epochs * -(-len(x) // a.batch_size)
     res = train_student(student, None if a.hard_label else teacher, x, y, xv, yv, steps, a.batch_size, a.lr,
                         a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label, a.cosine_to)

@@ -154,14 +154,22 @@ def plot_normality(gaussian_files, latents_h5, inverted_h5, timestep, png, pdf, 
         if legend is not None:
             legend.set_title(None)
     ax = axes[1, 0]
-    curve = table.dropna(subset=["frac_reject_5pct"])
-    if len(curve):
-        sns.lineplot(curve, x="timestep", y="frac_reject_5pct", units="cls", estimator=None, color="0.75", lw=0.8, ax=ax)
-        sns.lineplot(curve, x="timestep", y="frac_reject_5pct", errorbar=None, color=DOMAIN_COLORS["inverted latents"],
-                     lw=2.5, marker="o", ax=ax, label="mean over classes")
+    tested = table.dropna(subset=["frac_reject_5pct"])
+    # lines join the kept timesteps only: nothing is measured between the VAE latents (t = 0) and the first of them
+    curve, vae = tested[tested.timestep > 0], tested[tested.timestep == 0]
+    if len(tested):
+        if len(curve):
+            sns.lineplot(curve, x="timestep", y="frac_reject_5pct", units="cls", estimator=None, color="0.75", lw=0.8,
+                         ax=ax)
+            sns.lineplot(curve, x="timestep", y="frac_reject_5pct", errorbar=None,
+                         color=DOMAIN_COLORS["inverted latents"], lw=2.5, marker="o", ax=ax,
+                         label="inverted, mean over classes")
+        if len(vae):
+            ax.plot(vae.timestep, vae.frac_reject_5pct, "o", color="0.75", ms=4)
+            ax.plot([0], [vae.frac_reject_5pct.mean()], "s", color=DOMAIN_COLORS["VAE latents"], ms=9,
+                    label="VAE latents, mean over classes")
         ax.set_ylim(-0.02, 1.02)
-        ax.annotate("VAE latents", (0, curve[curve.timestep == 0].frac_reject_5pct.mean()), xytext=(8, 0),
-                    textcoords="offset points", va="center", fontsize="small")
+        ax.legend(loc="lower left")
     else:
         ax.text(0.5, 0.5, "the normality test needs\nat least 20 images per class", ha="center", va="center",
                 transform=ax.transAxes)

@@ -46,7 +46,18 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def create_classifier(arch: str, num_classes: int, in_chans: int = 3, small_input: bool = True, resolution: int = 32):
+def create_classifier(arch: str, num_classes: int, in_chans: int = 3, small_input: bool = True, resolution: int = 32,
+                      seed: int | None = None):
+    """A classifier with fresh weights; with `seed`, the same weights in every process (torch seeds its global
+    generator differently in each process, so an unseeded initialisation differs from run to run)."""
+    if seed is None:
+        return _create_classifier(arch, num_classes, in_chans, small_input, resolution)
+    with torch.random.fork_rng(devices=[]):  # leaves the caller's global generator as it was
+        torch.manual_seed(seed)
+        return _create_classifier(arch, num_classes, in_chans, small_input, resolution)
+
+
+def _create_classifier(arch, num_classes, in_chans, small_input, resolution):
     import timm
     from timm.models.resnet import BasicBlock, ResNet
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import BIN, copy_workflow, make_dataset, make_pipeline, make_teacher, snakemake
@@ -173,3 +175,25 @@ def test_teacher_with_wrong_class_count_is_rejected(tmp_path):
 
     with pytest.raises(D3HRError, match="teacher has 2 classes but the dataset has 3"):
         load_classifier(teacher, num_classes=3)
+
+
+def test_teacher_and_student_training_repeat_exactly_in_new_processes(tmp_path):
+    """torch seeds its global generator differently in every process: a network built before seeding would start
+    from other weights each run (this is what made the embedded default's accuracies move between runs)."""
+    root = make_dataset(tmp_path / "d", classes=("cat", "dog"), n_train=6, size=16)
+    for i in (1, 2):
+        p = _d3hr("train-teacher", "--threads", 1, "--root", root, "--classes", "cat", "dog", "--resolution", 16,
+                  "--arch", "convnet_tiny", "--epochs", 1, "--seed", 3, "--out", tmp_path / f"t{i}.pt")
+        assert p.returncode == 0, p.stderr
+    t1, t2 = (torch.load(tmp_path / f"t{i}.pt", weights_only=False)["state_dict"] for i in (1, 2))
+    assert all(torch.equal(t1[k], t2[k]) for k in t1)
+    runs = []
+    for i in (1, 2):
+        out = tmp_path / f"e{i}.json"
+        p = _d3hr("evaluate", "--threads", 1, "--class-dirs", root / "train" / "cat", root / "train" / "dog",
+                  "--val-dirs", root / "val" / "cat", root / "val" / "dog", "--labels", 0, 1, "--teacher",
+                  tmp_path / "t1.pt", "--student", "convnet_tiny", "--method", "d3hr", "--ipc", 6, "--seed", 1,
+                  "--resolution", 16, "--steps", 20, "--batch-size", 4, "--out", out)
+        assert p.returncode == 0, p.stderr
+        runs.append({k: v for k, v in json.loads(out.read_text()).items() if k != "train_seconds"})
+    assert runs[0] == runs[1]
