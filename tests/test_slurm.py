@@ -25,7 +25,8 @@ def cluster():
 
 @pytest.mark.slow
 def test_tiny_config_end_to_end_through_sbatch(cluster, tmp_path):
-    # 3 classes x 2 IPCs: groups larger than the node would be if their members' resources were simply summed
+    # 3 classes x 2 IPCs. Without the profile's caps (cores, mem_mb, gpu) this run fails (checked): Snakemake sums
+    # the resources of group members that could run side by side, and the decode group of 6 cannot be submitted
     wd, cfg = build_tiny_workflow(tmp_path / "wf", classes=("cat", "dog", "eel"))
     cfg["select"]["ipc"] = [1, 2]
     cfg["evaluate"]["methods"] = ["d3hr"]
