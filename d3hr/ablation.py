@@ -24,7 +24,6 @@ from .models import load_ldm
 from .nets import load_classifier, predict
 
 
-@torch.no_grad()
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 NHWC images resized to size x size (Lanczos, as decoded images are written), unchanged if they fit."""
     if images.shape[1:3] == (size, size):

@@ -53,16 +53,14 @@ def cmd_train_teacher(a):
 
 
 def cmd_import_classifier(a):
+    from .data import list_classes
     from .nets import import_classifier
 
     classes = None
     if a.classes_from:
-        root = Path(a.classes_from)
-        if not root.is_dir():
-            raise D3HRError(f"{root}: not a folder of class folders")
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        classes = list_classes(a.classes_from)
         if len(classes) != a.num_classes:
-            raise D3HRError(f"{root}: {len(classes)} class folders, but --num-classes is {a.num_classes}")
+            raise D3HRError(f"{a.classes_from}: {len(classes)} class folders, but --num-classes is {a.num_classes}")
     import_classifier(a.weights, a.out, a.arch, a.num_classes, a.resolution, classes, a.input_norm)
     print(f"[d3hr] {a.weights} -> {a.out} ({a.arch}, {a.num_classes} classes, input norm {a.input_norm})",
           file=sys.stderr)

@@ -31,10 +31,14 @@ def torchvision_resnet18(tmp_path_factory):
 def test_imported_torchvision_resnet18_matches_torchvision_on_normalised_inputs(torchvision_resnet18, tmp_path):
     net, weights = torchvision_resnet18
     out = tmp_path / "teacher.pt"
+    train = tmp_path / "train"
+    for k in range(10):
+        (train / f"n{9 - k:08d}").mkdir(parents=True)
     assert main(["import-classifier", "--weights", str(weights), "--arch", "resnet18", "--num-classes", "10",
-                 "--resolution", "64", "--out", str(out)]) == 0
+                 "--resolution", "64", "--classes-from", str(train), "--out", str(out)]) == 0
     model, ck = load_classifier(out, num_classes=10)
     assert ck["input_mean"] == [0.485, 0.456, 0.406] and ck["small_input"] is False
+    assert ck["classes"] == [f"n{k:08d}" for k in range(10)]  # sorted folder names: ImageNet's label order
     x = torch.rand(4, 3, 64, 64) * 2 - 1  # what d3hr feeds classifiers
     mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
@@ -62,6 +66,10 @@ def test_import_rejects_weights_that_do_not_fit(torchvision_resnet18, tmp_path, 
     assert main(["import-classifier", "--weights", str(weights), "--arch", "resnet50", "--num-classes", "10",
                  "--out", str(tmp_path / "b.pt")]) == 2
     assert "does not fit timm's resnet50" in capsys.readouterr().err
+    (tmp_path / "train" / "only_one").mkdir(parents=True)
+    assert main(["import-classifier", "--weights", str(weights), "--num-classes", "10", "--classes-from",
+                 str(tmp_path / "train"), "--out", str(tmp_path / "e.pt")]) == 2
+    assert "1 class folders, but --num-classes is 10" in capsys.readouterr().err
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a torch file")
     assert main(["import-classifier", "--weights", str(bad), "--out", str(tmp_path / "c.pt")]) == 2
