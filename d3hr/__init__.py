@@ -33,7 +33,7 @@ STAGE_MODULES = {
     "baselines": ["baselines", "data", "seeds"],
     "evaluate": ["evaluate", "nets", "data"],
     "ablation": ["ablation", "group_sampling", "decode", "ddim", "models", "nets", "data", "seeds"],
-    "figures": ["figures", "ablation", "data", "nets"],
+    "figures": ["figures", "data", "nets"],
 }
 
 
