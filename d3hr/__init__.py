@@ -23,7 +23,7 @@ class D3HRError(Exception):
 STAGE_MODULES = {
     "export": ["data", "seeds"],
     "train_ldm": ["train", "models", "data"],
-    "train_teacher": ["train", "nets", "data"],
+    "train_teacher": ["train", "evaluate", "nets", "data"],
     "quality": ["train", "ddim", "models", "nets", "data"],
     "encode": ["encode", "data", "models", "seeds"],
     "invert": ["invert", "ddim", "models"],
@@ -33,7 +33,7 @@ STAGE_MODULES = {
     "baselines": ["baselines", "data", "seeds"],
     "evaluate": ["evaluate", "nets", "data"],
     "ablation": ["ablation", "group_sampling", "decode", "ddim", "models", "nets", "data", "seeds"],
-    "figures": ["figures", "data", "nets"],
+    "figures": ["figures", "data", "nets", "methods"],
 }
 
 

@@ -3,7 +3,8 @@
 - random_real: IPC real training images per class, seeded;
 - dit_noise: DiT sampling from pure noise with the same model and CFG (no inversion, no group sampling);
 - d3hr_nogroup: one random draw from the fitted Gaussian (stored by `select` as `random_latents`);
-- kmeans: K-means centroids (k = IPC) of the class's VAE latents, decoded directly by the VAE (the D4M idea).
+- kmeans: K-means centroids (k = IPC) of the class's VAE latents, noised to the selection timestep and denoised by the
+  DiT with CFG (as D4M does with its prototypes); kmeans_vae: the same centroids decoded by the VAE alone.
 """
 
 from __future__ import annotations
@@ -47,15 +48,28 @@ def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 100) -> np.ndarray:
     return c
 
 
-def kmeans_latents(latents_h5, out, ipc: int, seed: int):
-    """Centroids of the VAE latents -> an HDF5 file that `decode` decodes directly (timestep -1: no DDIM)."""
+def kmeans_latents(latents_h5, out, ipc: int, seed: int, timestep: int = -1, alphas_cumprod=None, label: int = -1,
+                   num_steps: int = 0, guidance: float = 1.0):
+    """K-means centroids (k = IPC) of the class's VAE latents -> an HDF5 file for `decode`.
+
+    timestep >= 0 (D4M, the `kmeans` method): each centroid c is noised to `timestep` by the forward process,
+    z_t = sqrt(abar_t) c + sqrt(1 - abar_t) eps with seeded eps, and `decode` denoises it with the DiT and CFG exactly
+    like D3HR's latents. timestep -1 (`kmeans_vae`): the centroids are decoded by the VAE alone (blurred means)."""
     with open_h5(latents_h5, "latents") as f:
         z = f["latents"][:]
         a = read_attrs(f)
     check_finite(z, latents_h5, "latents")
     c = kmeans(z, ipc, derive_seed(seed, "kmeans", a["cls"], ipc)).astype(np.float32).reshape(ipc, *z.shape[1:])
-    write_h5(out, {"latents": c}, provenance(stage="kmeans", cls=a["cls"], ipc=ipc, seed=seed, timestep=-1,
-                                             label=-1, model=a.get("model"), num_inference_steps=0, guidance=1.0))
+    if timestep >= 0:
+        if alphas_cumprod is None or label < 0:
+            raise D3HRError(f"{latents_h5}: noising K-means centroids to t={timestep} needs the schedule and the label")
+        abar = float(alphas_cumprod[timestep])
+        gen = torch.Generator().manual_seed(derive_seed(seed, "kmeans_noise", a["cls"], ipc))
+        eps = torch.randn(c.shape, generator=gen).numpy()
+        c = (abar**0.5 * c + (1.0 - abar) ** 0.5 * eps).astype(np.float32)  # q(z_t | z_0), DDPM forward process
+    write_h5(out, {"latents": c}, provenance(stage="kmeans", cls=a["cls"], ipc=ipc, seed=seed, timestep=timestep,
+                                             label=label, model=a.get("model"), num_inference_steps=num_steps,
+                                             guidance=guidance))
 
 
 def noise_latents(out, cls: str, label: int, ipc: int, seed: int, latent_shape, num_steps: int, guidance: float):

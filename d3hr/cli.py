@@ -156,15 +156,20 @@ def cmd_baseline_noise(a):
 
 def cmd_baseline_kmeans(a):
     from .baselines import kmeans_latents
+    from .models import load_ldm
 
-    kmeans_latents(a.latents, a.out, a.ipc, a.seed)
+    abar, label = None, -1
+    if a.timestep >= 0:  # D4M: noised to the timestep, denoised by the DiT in `decode`
+        ldm = load_ldm(a.pipeline, components=())
+        abar, label = ldm.alphas_cumprod, ldm.check_label(a.cls, a.label)
+    kmeans_latents(a.latents, a.out, a.ipc, a.seed, a.timestep, abar, label, a.num_steps, a.guidance)
 
 
 def cmd_evaluate(a):
     import numpy as np
 
     from .data import list_images, load_image
-    from .evaluate import train_student
+    from .evaluate import authors_batch_size, budget_steps, train_student
     from .h5io import atomic_output
     from .nets import create_classifier, load_classifier
 
@@ -188,11 +193,13 @@ def cmd_evaluate(a):
     # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
     student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=a.resolution <= 64,
                                 resolution=a.resolution, seed=a.seed)
-    steps = a.steps if not a.epochs else a.epochs * -(-len(x) // a.batch_size)
-    res = train_student(student, None if a.hard_label else teacher, x, y, xv, yv, steps, a.batch_size, a.lr,
+    batch_size = a.batch_size or authors_batch_size(a.ipc, len(a.labels), len(x))
+    steps = a.steps or budget_steps(len(x), batch_size, a.epochs)
+    res = train_student(student, None if a.hard_label else teacher, x, y, xv, yv, steps, batch_size, a.lr,
                         a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label, a.cosine_to)
     res.update(method=a.method, ipc=a.ipc, student=a.student, seed=a.seed, n_train_images=int(len(x)),
-               n_val_images=int(len(xv)), steps=steps, batch_size=a.batch_size, lr=a.lr, mix=a.mix,
+               n_val_images=int(len(xv)), steps=steps, epochs=None if a.steps else a.epochs, batch_size=batch_size,
+               lr=a.lr, weight_decay=a.weight_decay, mix=a.mix,
                hard_label=a.hard_label, teacher=str(a.teacher), teacher_arch=ck["arch"])
     with atomic_output(a.out) as tmp:
         tmp.write_text(json.dumps(res, indent=1))
@@ -219,7 +226,7 @@ def cmd_decode(a):
 
     _threads(a.threads)
     decode_class(a.selected, a.pipeline, a.out, a.guidance, a.num_steps, a.resize or None, a.batch_size,
-                 dataset=a.latents_name, device=pick_device(a.device))
+                 dataset=a.latents_name, device=pick_device(a.device), start=a.start)
 
 
 def cmd_ablation_timestep(a):
@@ -230,7 +237,7 @@ def cmd_ablation_timestep(a):
     _threads(a.threads)
     rows = timestep_ablation_class(a.gaussian, a.pipeline, a.teacher, a.out, a.ipc, a.m, a.seed,
                                    Weights(a.l_mu, a.l_sigma, a.l_skew), a.skew_mode, a.chunk_groups, a.guidance,
-                                   a.num_steps, a.batch_size, a.threads or 1, pick_device(a.device))
+                                   a.num_steps, a.batch_size, a.threads or 1, pick_device(a.device), a.timesteps)
     for t, score, top1 in rows:
         print(f"[d3hr] t={t}: best score {score:.4f}, teacher top-1 {top1:.3f}", file=sys.stderr)
 
@@ -406,6 +413,8 @@ def build_parser():
     s.add_argument("--num-steps", type=int, default=None)
     s.add_argument("--resize", type=int, default=0)
     s.add_argument("--latents-name", default="latents", help="dataset to decode ('random_latents': one random draw)")
+    s.add_argument("--start", default="inverted", choices=["inverted", "above"],
+                   help="start at the latent's timestep (paper) or one grid step above it (authors' code)")
 
     s = stage("baseline-real", cmd_baseline_real, "IPC random real images of one class -> PNGs")
     s.add_argument("--class-dir", required=True)
@@ -429,6 +438,13 @@ def build_parser():
     s.add_argument("--latents", required=True)
     s.add_argument("--ipc", type=int, required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--timestep", type=int, default=-1,
+                   help="noise the centroids to this timestep for DiT denoising (D4M); -1: VAE decode only")
+    s.add_argument("--pipeline", help="the DiTPipeline (its noise schedule), with --timestep")
+    s.add_argument("--cls", help="class name, with --timestep")
+    s.add_argument("--label", type=int, default=-1, help="the class's model label, with --timestep")
+    s.add_argument("--num-steps", type=int, default=50)
+    s.add_argument("--guidance", type=float, default=4.0)
     s.add_argument("--out", required=True)
 
     s = stage("evaluate", cmd_evaluate, "train a student on a distilled set with teacher soft labels -> JSON")
@@ -442,9 +458,9 @@ def build_parser():
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resolution", type=int, required=True)
     s.add_argument("--channels", type=int, default=3)
-    s.add_argument("--steps", type=int, default=300)
-    s.add_argument("--epochs", type=int, default=0, help="if > 0: epochs over the training set instead of --steps")
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--epochs", type=int, required=True, help="passes over the training set (the paper's budget)")
+    s.add_argument("--steps", type=int, default=0, help="if > 0: this many optimiser steps instead of --epochs")
+    s.add_argument("--batch-size", type=int, default=0, help="0: the authors' batch size by IPC")
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--weight-decay", type=float, default=0.01)
     s.add_argument("--mix", choices=["cutmix", "mixup"], default="cutmix")
@@ -467,6 +483,7 @@ def build_parser():
     s.add_argument("--gaussian", required=True)
     s.add_argument("--teacher", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--timesteps", type=int, nargs="+", default=None, help="default: every kept timestep of the file")
     s.add_argument("--ipc", type=int, default=10)
     s.add_argument("--m", type=int, default=10_000)
     s.add_argument("--seed", type=int, default=0)

@@ -49,8 +49,20 @@ def save_pngs(images: np.ndarray, out_dir, prefix: str, resize: int | None = Non
     os.replace(tmp, out_dir)
 
 
+def start_timestep(t: int, grid, start: str = "inverted") -> int:
+    """The grid timestep decoding starts from, for a latent inverted (or noised) to t: 'inverted' starts at exactly t
+    (the paper); 'above' one grid step higher (the authors' code decodes a latent inverted to 600 from 620). A latent
+    at the last grid step (pure noise) starts there either way."""
+    if start == "inverted":
+        return int(t)
+    if start != "above":
+        raise D3HRError(f"decode start must be 'inverted' or 'above', not {start!r}")
+    higher = grid[grid > t]
+    return int(higher[0]) if len(higher) else int(t)
+
+
 def decode_class(selected_h5, pipeline_dir, out_dir, guidance=None, num_steps=None, resize=None, batch_size=256,
-                 dataset="latents", device="cpu"):
+                 dataset="latents", device="cpu", start="inverted"):
     with open_h5(selected_h5, "selected latents") as f:
         z = f[dataset][:]
         attrs = read_attrs(f)
@@ -66,6 +78,7 @@ def decode_class(selected_h5, pipeline_dir, out_dir, guidance=None, num_steps=No
     num_steps = int(num_steps or attrs["num_inference_steps"])
     guidance = float(attrs["guidance"] if guidance is None else guidance)
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)
+    t = start_timestep(t, grid, start)
     label = attrs.get("label")
     if label is None:
         raise D3HRError(f"{selected_h5}: no class label in its attributes")

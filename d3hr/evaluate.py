@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data import to_model_range
-from .nets import logits
+from .nets import frozen_for_inference, logits
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float):
@@ -66,6 +66,21 @@ def mixup(x, gen, rng, alpha=0.8):
     return lam * x + (1 - lam) * x[perm], perm, lam
 
 
+def authors_batch_size(ipc, num_classes: int, n_images: int) -> int:
+    """The authors' batch size (validation/argument.py): IPC >= 50 -> 100, >= 10 -> 50, >= 1 -> 15, the full training
+    set -> 100; doubled for 100 classes or more; at most the number of distilled images."""
+    full = ipc in ("all", None, -1)
+    bs = 100 if full or int(ipc) >= 50 else 50 if int(ipc) >= 10 else 15
+    if num_classes >= 100:
+        bs *= 2
+    return max(1, min(bs, n_images))
+
+
+def budget_steps(n_images: int, batch_size: int, epochs: int) -> int:
+    """Optimiser steps of `epochs` passes over `n_images` images (the last batch of an epoch may be partial)."""
+    return epochs * -(-n_images // batch_size)
+
+
 @torch.no_grad()
 def topk_accuracy(model, x_uint8, y, ks=(1, 5), batch=500):
     out = logits(model, x_uint8, batch)
@@ -88,12 +103,13 @@ def train_student(student, teacher, x_train, y_train, x_val, y_val, steps, batch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cosine_to + (1 - cosine_to) * 0.5 * (1 + math.cos(math.pi * i / steps)))
     eval_at = sorted({steps - 1 - round(j * 0.1 * steps / max(1, n_evals - 1)) for j in range(n_evals)})
     evals, losses = [], []
+    n_batch = min(batch_size, max(len(x_all), 2))
     if teacher is not None:
-        teacher.eval()
+        teacher = frozen_for_inference(teacher, x_all[:1].expand(n_batch, -1, -1, -1).contiguous())
     t0 = time.time()
     for step in tqdm(range(steps), desc="train student", mininterval=10, file=sys.stderr):
         student.train()
-        idx = torch.randint(0, len(x_all), (min(batch_size, max(len(x_all), 2)),), generator=gen)
+        idx = torch.randint(0, len(x_all), (n_batch,), generator=gen)
         x = random_resized_crop_flip(x_all[idx], gen)
         x, perm, lam = (cutmix if mix == "cutmix" else mixup)(x, gen, rng)
         out = student(x)

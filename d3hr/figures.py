@@ -22,17 +22,8 @@ import pandas as pd
 
 from .h5io import atomic_output, open_h5, read_attrs
 
-METHOD_LABELS = {
-    "d3hr": "D3HR",
-    "d3hr_nogroup": "D3HR, one random draw",
-    "dit_noise": "DiT from noise",
-    "kmeans": "K-means latents (D4M)",
-    "random_real": "Random real",
-    "full": "Full training set",
-}
-METHOD_ORDER = ["d3hr", "d3hr_nogroup", "dit_noise", "kmeans", "random_real", "full"]
-# one colour per method in every figure (seaborn's 'deep' palette)
-METHOD_COLORS = dict(zip(METHOD_ORDER, ["#C44E52", "#DD8452", "#4C72B0", "#8172B3", "#55A868", "#4D4D4D"]))
+from .methods import METHOD_COLORS, METHOD_LABELS, METHOD_ORDER
+
 DOMAIN_COLORS = {"VAE latents": "#4C72B0", "inverted latents": "#C44E52"}
 MAX_POINTS = 200_000  # values per distribution drawn in a histogram (a seeded subsample beyond that)
 

@@ -10,17 +10,20 @@ from torch import nn
 from . import D3HRError
 
 # Our own names; anything else must be a timm model name.
-LOCAL_ARCHS = {"resnet_tiny", "convnet", "convnet_tiny"}
+LOCAL_ARCHS = {"resnet_tiny", "convnet", "convnet_tiny", "convnet_in", "convnet_tiny_in"}
 
 
 class ConvNet(nn.Module):
-    """The ConvNet of dataset-distillation papers: depth x [conv3x3(width), instance norm, ReLU, avg-pool 2]."""
+    """The ConvNet of dataset-distillation papers: depth x [conv3x3(width), norm, ReLU, avg-pool 2]; norm 'batch' (the
+    D3HR authors' validation code) or 'instance' (the ConvNet of DC/DM)."""
 
-    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 128, depth: int = 3, resolution: int = 32):
+    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 128, depth: int = 3, resolution: int = 32,
+                 norm: str = "batch"):
         super().__init__()
         layers, c = [], in_chans
         for _ in range(depth):
-            layers += [nn.Conv2d(c, width, 3, padding=1), nn.GroupNorm(width, width, affine=True), nn.ReLU(), nn.AvgPool2d(2)]
+            nl = nn.BatchNorm2d(width) if norm == "batch" else nn.GroupNorm(width, width, affine=True)
+            layers += [nn.Conv2d(c, width, 3, padding=1), nl, nn.ReLU(), nn.AvgPool2d(2)]
             c = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width * (resolution // 2**depth) ** 2, num_classes)
@@ -62,16 +65,29 @@ def _create_classifier(arch, num_classes, in_chans, small_input, resolution):
     from timm.models.resnet import BasicBlock, ResNet
 
     check_arch(arch)
-    if arch == "convnet":
-        return ConvNet(num_classes, in_chans, width=128, depth=3, resolution=resolution)
-    if arch == "convnet_tiny":  # the same ConvNet at width 32: the embedded default's CPU budget
-        return ConvNet(num_classes, in_chans, width=32, depth=3, resolution=resolution)
+    if arch.startswith("convnet"):  # convnet_tiny: the same ConvNet at width 32, the embedded default's CPU budget
+        return ConvNet(num_classes, in_chans, width=32 if "tiny" in arch else 128, depth=3, resolution=resolution,
+                       norm="instance" if arch.endswith("_in") else "batch")
     if arch == "resnet_tiny":
         # a ResNet-10 with channels (16, 32, 64, 128): a teacher that trains on 2 CPU cores in about a minute
         model = ResNet(BasicBlock, (1, 1, 1, 1), num_classes=num_classes, in_chans=in_chans, stem_width=16, channels=(16, 32, 64, 128))
     else:
         model = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
     return _small_stem(model, in_chans) if small_input else model
+
+
+def frozen_for_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """An eval-mode copy of `model` traced and frozen by TorchScript (batch norm folded into the convolutions): the
+    same outputs (to float rounding) about twice as fast on the CPU, for a teacher queried at every training step."""
+    import copy
+    import warnings
+
+    model = copy.deepcopy(model).eval()
+    if example.device.type != "cpu":
+        return model
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.freeze(torch.jit.trace(model, example))
 
 
 @torch.no_grad()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from .h5io import atomic_output
+from .methods import ordered
 
-METHOD_ORDER = ["random_real", "kmeans", "dit_noise", "d3hr_nogroup", "d3hr", "full"]
 COLUMNS = ["method", "ipc", "student", "seed", "top1", "top5", "top1_best_last10pct", "best_step", "steps",
            "n_train_images", "train_seconds"]
 
@@ -38,7 +38,7 @@ def _wide(s: pd.DataFrame, fmt) -> pd.DataFrame:
     s = s.assign(cell=[fmt(m, sd, n) for m, sd, n in zip(s["mean"], s["std"], s["n"])])
     w = s.pivot(index="method", columns=["ipc", "student"], values="cell")
     w = w[sorted(w.columns, key=lambda c: (_ipc_key(c[0]), c[1]))]
-    order = [m for m in METHOD_ORDER if m in w.index] + sorted(set(w.index) - set(METHOD_ORDER))
+    order = ordered(w.index)
     return w.loc[order].fillna("")
 
 

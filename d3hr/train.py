@@ -89,9 +89,34 @@ def _encode_all(vae, x_all, batch=256):
     return torch.cat(means), torch.cat(stds)
 
 
-def train_dit(root, classes, resolution, channels, vae, steps, batch_size, lr, ema_decay, seed, dit_kwargs):
-    """Class-conditional DiT, eps-prediction MSE; labels dropped to the null label 10% of the time (diffusers does it
-    in train mode). Returns the EMA weights."""
+def disable_label_dropout(dit) -> int:
+    """Set the `dropout_prob` of every `LabelEmbedding` of a diffusers DiT to 0; returns how many there were.
+
+    `DiTTransformer2DModel` gives each block's `AdaLayerNormZero` its own `LabelEmbedding(dropout_prob=0.1)` (and the
+    final layer calls block 0's again); in train mode each drops labels independently, so the all-null condition that
+    classifier-free guidance uses would be trained on ~1 sample in 10^5. We drop once per sample instead
+    (`drop_labels`). The embedding tables keep their null row (index num_classes)."""
+    from diffusers.models.embeddings import LabelEmbedding
+
+    n = 0
+    for mod in dit.modules():
+        if isinstance(mod, LabelEmbedding):
+            mod.dropout_prob = 0.0
+            n += 1
+    return n
+
+
+def drop_labels(labels: torch.Tensor, null_label: int, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """Classifier-free guidance training: each sample's label becomes the null label with probability `prob`, once
+    for the whole network (every block sees the same condition)."""
+    drop = torch.rand(labels.shape[0], generator=gen) < prob
+    return torch.where(drop, torch.full_like(labels, null_label), labels)
+
+
+def train_dit(root, classes, resolution, channels, vae, steps, batch_size, lr, ema_decay, seed, dit_kwargs,
+              label_dropout=0.1, warmup_steps=200):
+    """Class-conditional DiT, eps-prediction MSE; each sample's label is replaced by the null label with probability
+    `label_dropout` (one draw per sample for every block, see `disable_label_dropout`). Returns the EMA weights."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_all, y_all = load_split(root, "train", classes, resolution, channels)
@@ -101,28 +126,31 @@ def train_dit(root, classes, resolution, channels, vae, steps, batch_size, lr, e
     scheduler = build_scheduler()
     abar = scheduler.alphas_cumprod.float()
     dit = build_dit(len(classes), mean.shape[-1], mean.shape[1], **dit_kwargs)
+    disable_label_dropout(dit)
     ema = copy.deepcopy(dit).eval().requires_grad_(False)
     opt = torch.optim.AdamW(dit.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 200))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup_steps))
     dit.train()
     bar = tqdm(_batches(len(mean), batch_size, steps, gen), total=steps, desc="train DiT", mininterval=10, file=sys.stderr)
     c = mean.shape[1]
-    for idx in bar:
+    for step, idx in enumerate(bar):
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * s
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
         noise = torch.randn(z0.shape, generator=gen)
         a = abar[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
-        out = dit(zt, timestep=t, class_labels=y_all[idx]).sample
+        y = drop_labels(y_all[idx], len(classes), label_dropout, gen)
+        out = dit(zt, timestep=t, class_labels=y).sample
         loss = F.mse_loss(out[:, :c], noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
         opt.step()
         sched.step()
-        with torch.no_grad():
+        with torch.no_grad():  # EMA with warm-up: early averages do not keep the random initialisation
+            decay = min(ema_decay, (1 + step) / (10 + step))
             for pe, p in zip(ema.parameters(), dit.parameters()):
-                pe.lerp_(p, 1.0 - ema_decay)
+                pe.lerp_(p, 1.0 - decay)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     return ema, scheduler
 
@@ -141,7 +169,11 @@ def train_models(root, classes, out_dir, resolution, channels, vae_cfg, dit_cfg,
 
 
 def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_decay, seed, desc="train teacher"):
-    """Hard-label training with random crop (pad 2) + flip, AdamW, cosine schedule."""
+    """Hard-label training with RandomResizedCrop(scale 0.08-1) + flip (the ImageNet recipe of the paper's teacher),
+    AdamW, cosine schedule. The crops matter: students query the teacher on exactly such crops, and a teacher trained
+    on whole images only is brittle there (and on the slightly blurred images a VAE decodes)."""
+    from .evaluate import random_resized_crop_flip
+
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train = to_model_range(x_train)
@@ -150,11 +182,8 @@ def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_dec
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = _warmup_cosine(opt, steps, 0.1)
     model.train()
-    r = x_train.shape[-1]
     for idx in tqdm(_batches(len(x_train), batch_size, steps, gen), total=steps, desc=desc, mininterval=10, file=sys.stderr):
-        x = F.pad(_flip(x_train[idx], gen), (2, 2, 2, 2), value=-1.0)
-        dx, dy = torch.randint(0, 5, (2,), generator=gen).tolist()
-        x = x[:, :, dy : dy + r, dx : dx + r]
+        x = random_resized_crop_flip(x_train[idx], gen)
         loss = F.cross_entropy(model(x), y_train[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -17,7 +17,7 @@ rule random_real:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr baseline-real --class-dir {params.class_dir:q} --ipc {wildcards.ipc} --seed {params.seed}"
+        "python -m d3hr baseline-real --class-dir {params.class_dir:q} --ipc {wildcards.ipc} --seed {params.seed}"
         " --resolution {params.resolution} --channels {params.channels} --out {output:q} > {log:q} 2>&1"
 
 
@@ -37,25 +37,35 @@ rule dit_noise:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr baseline-noise --pipeline {input.pipeline:q} --cls {wildcards.cls:q} --label {params.label}"
+        "python -m d3hr baseline-noise --pipeline {input.pipeline:q} --cls {wildcards.cls:q} --label {params.label}"
         " --ipc {wildcards.ipc} --seed {params.seed} --num-steps {params.steps} --guidance {params.guidance}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule kmeans:
     input:
-        "results/{dataset}/latents/{cls}.h5",
+        latents="results/{dataset}/latents/{cls}.h5",
+        pipeline=pipeline_dir,
     output:
-        "results/{dataset}/baselines/kmeans/ipc{ipc}/{cls}.h5",
+        "results/{dataset}/baselines/{method}/ipc{ipc}/{cls}.h5",
+    wildcard_constraints:
+        method="kmeans|kmeans_vae",
     params:
+        # kmeans (D4M): centroids noised to the selection timestep, then denoised like D3HR's latents;
+        # kmeans_vae: centroids decoded by the VAE alone
+        timestep=lambda wc: config["select"]["timestep"] if wc.method == "kmeans" else -1,
+        label=model_label_of,
+        steps=config["invert"]["num_inference_steps"],
+        guidance=config["decode"]["guidance_scale"],
         seed=config["seed"],
         code=code_version("baselines"),
     log:
-        "logs/{dataset}/kmeans/ipc{ipc}/{cls}.log",
+        "logs/{dataset}/{method}/ipc{ipc}/{cls}.log",
     benchmark:
-        "benchmarks/{dataset}/kmeans/ipc{ipc}/{cls}.tsv"
+        "benchmarks/{dataset}/{method}/ipc{ipc}/{cls}.tsv"
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr baseline-kmeans --latents {input:q} --ipc {wildcards.ipc} --seed {params.seed} --out {output:q}"
-        " > {log:q} 2>&1"
+        "python -m d3hr baseline-kmeans --latents {input.latents:q} --ipc {wildcards.ipc} --seed {params.seed}"
+        " --timestep {params.timestep} --pipeline {input.pipeline:q} --cls {wildcards.cls:q} --label {params.label}"
+        " --num-steps {params.steps} --guidance {params.guidance} --out {output:q} > {log:q} 2>&1"

@@ -1,6 +1,7 @@
 # Configuration, validation and input functions shared by all rules.
 
 import json
+import os
 from pathlib import Path
 
 from d3hr import D3HRError, code_version
@@ -18,6 +19,15 @@ try:
     LABELS = {name: model_labels(name, ds, CLASSES[name]) for name, ds in config["datasets"].items()}
 except D3HRError as e:
     raise WorkflowError(f"config: {e}")
+
+
+EVAL = config.get("evaluate") or {}
+
+# Every job runs `python -m d3hr` from this workflow's own folder, whatever the software deployment (the `.venv` of
+# `make run`, `--sdm conda`, a cluster node, where the job re-reads this file): the environment provides the
+# dependencies, this checkout provides the code. Jobs inherit PYTHONPATH from Snakemake.
+if workflow.basedir not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p))
 
 
 wildcard_constraints:
@@ -199,11 +209,12 @@ def benchmark_files(wc):
             out.append(f"{b}/ablation_timestep/{c}.tsv")
         for i in ipcs:
             out += [f"{b}/select/ipc{i}/{c}.tsv", f"{b}/decode/d3hr/ipc{i}/{c}.tsv"]
-            for m in ("d3hr_nogroup", "dit_noise", "kmeans"):
+            for m in ("d3hr_nogroup", "dit_noise", "kmeans", "kmeans_vae"):
                 if m in eval_methods():
                     out.append(f"{b}/decode/{m}/ipc{i}/{c}.tsv")
-            if "kmeans" in eval_methods():
-                out.append(f"{b}/kmeans/ipc{i}/{c}.tsv")
+            for m in ("kmeans", "kmeans_vae"):
+                if m in eval_methods():
+                    out.append(f"{b}/{m}/ipc{i}/{c}.tsv")
     e = config.get("evaluate") or {}
     for m in eval_methods():
         for i in ["all"] if m == "full" else ipcs:

@@ -16,5 +16,5 @@ rule export_embedded:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr export-embedded --name {params.name} --classes {wildcards.cls:q} --out data/{wildcards.dataset}"
+        "python -m d3hr export-embedded --name {params.name} --classes {wildcards.cls:q} --out data/{wildcards.dataset}"
         " --val-per-class {params.val_per_class} --seed {params.seed} --resolution {params.resolution} > {log:q} 2>&1"

@@ -8,13 +8,14 @@ rule decode:
     output:
         directory("results/{dataset}/images/{method}/ipc{ipc}/{cls}"),
     wildcard_constraints:
-        method="d3hr|d3hr_nogroup|dit_noise|kmeans",
+        method="d3hr|d3hr_nogroup|dit_noise|kmeans|kmeans_vae",
     params:
         latents_name=lambda wc: "random_latents" if wc.method == "d3hr_nogroup" else "latents",
         guidance=config["decode"]["guidance_scale"],
         steps=config["invert"]["num_inference_steps"],
         resize=lambda wc: ds(wc).get("decode_resize", 0),
         batch_size=config["decode"]["batch_size"],
+        start=config["decode"]["start"],
         device=config["device"],
         code=code_version("decode"),
     threads: 2
@@ -27,7 +28,8 @@ rule decode:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr decode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
+        "python -m d3hr decode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --selected {input.latents:q} --latents-name {params.latents_name} --guidance {params.guidance}"
-        " --num-steps {params.steps} --resize {params.resize} --batch-size {params.batch_size} --out {output:q}"
+        " --num-steps {params.steps} --resize {params.resize} --batch-size {params.batch_size}"
+        " --start {params.start} --out {output:q}"
         " > {log:q} 2>&1"

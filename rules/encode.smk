@@ -24,6 +24,6 @@ rule encode:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr encode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
+        "python -m d3hr encode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --class-dir {params.class_dir:q} --resolution {params.resolution} --channels {params.channels}"
         " --batch-size {params.batch_size} {params.posterior} --on-bad-image {params.on_bad_image} --seed {params.seed} --out {output:q} > {log:q} 2>&1"

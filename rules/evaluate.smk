@@ -14,8 +14,15 @@ rule evaluate:
         labels=labels_of,
         resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
         channels=lambda wc: ds(wc)["channels"],
-        e=config.get("evaluate", {}),
-        hard=("--hard-label" if config.get("evaluate", {}).get("hard_label") else ""),
+        epochs=lambda wc: EVAL["full_epochs"] if wc.method == "full" else EVAL["epochs"],
+        steps=lambda wc: EVAL["full_steps"] if wc.method == "full" else EVAL["steps"],
+        batch_size=lambda wc: EVAL["batch_size"],
+        lr=lambda wc: EVAL["lr"],
+        weight_decay=lambda wc: EVAL["weight_decay"],
+        mix=lambda wc: EVAL["mix"],
+        temperature=lambda wc: EVAL["temperature"],
+        cosine_to=lambda wc: EVAL["cosine_to"],
+        hard=lambda wc: "--hard-label" if EVAL["hard_label"] else "",
         code=code_version("evaluate"),
     threads: 1
     resources:
@@ -27,13 +34,13 @@ rule evaluate:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr evaluate --threads {threads} --class-dirs {params.class_dirs:q} --val-dirs {params.val_dirs:q}"
+        "python -m d3hr evaluate --threads {threads} --class-dirs {params.class_dirs:q} --val-dirs {params.val_dirs:q}"
         " --labels {params.labels} --teacher {input.teacher:q} --student {wildcards.student}"
         " --method {wildcards.method} --ipc {wildcards.ipc} --seed {wildcards.seed}"
-        " --resolution {params.resolution} --channels {params.channels} --steps {params.e[steps]}"
-        " --epochs {params.e[epochs]} --batch-size {params.e[batch_size]} --lr {params.e[lr]}"
-        " --weight-decay {params.e[weight_decay]} --mix {params.e[mix]} --temperature {params.e[temperature]}"
-        " --cosine-to {params.e[cosine_to]} {params.hard} --out {output:q} > {log:q} 2>&1"
+        " --resolution {params.resolution} --channels {params.channels} --epochs {params.epochs}"
+        " --steps {params.steps} --batch-size {params.batch_size} --lr {params.lr}"
+        " --weight-decay {params.weight_decay} --mix {params.mix} --temperature {params.temperature}"
+        " --cosine-to {params.cosine_to} {params.hard} --out {output:q} > {log:q} 2>&1"
 
 
 rule collect_eval:
@@ -46,7 +53,7 @@ rule collect_eval:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr collect-eval --out {output:q} {input:q} > {log:q} 2>&1"
+        "python -m d3hr collect-eval --out {output:q} {input:q} > {log:q} 2>&1"
 
 
 rule tables:
@@ -61,4 +68,4 @@ rule tables:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr tables --out-dir results/{wildcards.dataset}/tables {input:q} > {log:q} 2>&1"
+        "python -m d3hr tables --out-dir results/{wildcards.dataset}/tables {input:q} > {log:q} 2>&1"

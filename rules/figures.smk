@@ -32,8 +32,9 @@ rule ablation_timestep:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr ablation-timestep --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
-        " --gaussian {input.gaussian:q} --teacher {input.teacher:q} --ipc {params.ipc} --m {params.m}"
+        "python -m d3hr ablation-timestep --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
+        " --gaussian {input.gaussian:q} --teacher {input.teacher:q} --timesteps {params.timesteps}"
+        " --ipc {params.ipc} --m {params.m}"
         " --chunk-groups {params.chunk_groups} --seed {params.seed} --l-mu {params.w[mu]} --l-sigma {params.w[sigma]}"
         " --l-skew {params.w[skew]} --skew-mode {params.skew_mode} --guidance {params.guidance}"
         " --num-steps {params.steps} --batch-size {params.batch_size} --out {output:q} > {log:q} 2>&1"
@@ -58,7 +59,7 @@ rule fig_normality:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr fig-normality --gaussian {input.gaussian:q} --qq-latents {input.qq_latents:q}"
+        "python -m d3hr fig-normality --gaussian {input.gaussian:q} --qq-latents {input.qq_latents:q}"
         " --qq-inverted {input.qq_inverted:q} --timestep {params.timestep} --qq-dims {params.dims}"
         " --png {output.png:q} --pdf {output.pdf:q} --table {output.table:q} --qq-csv {output.qq:q} > {log:q} 2>&1"
 
@@ -78,7 +79,7 @@ rule fig_accuracy:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr fig-accuracy --accuracy {input:q} --png {output.png:q} --pdf {output.pdf:q} --data {output.data:q}"
+        "python -m d3hr fig-accuracy --accuracy {input:q} --png {output.png:q} --pdf {output.pdf:q} --data {output.data:q}"
         " > {log:q} 2>&1"
 
 
@@ -97,7 +98,7 @@ rule fig_timestep:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr fig-timestep --ablation {input:q} --timestep {params.timestep} --png {output.png:q}"
+        "python -m d3hr fig-timestep --ablation {input:q} --timestep {params.timestep} --png {output.png:q}"
         " --pdf {output.pdf:q} --data {output.data:q} > {log:q} 2>&1"
 
 
@@ -121,7 +122,7 @@ rule fig_group_sampling:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr fig-group-sampling --selected {input.selected:q} {params.accuracy} --png {output.png:q}"
+        "python -m d3hr fig-group-sampling --selected {input.selected:q} {params.accuracy} --png {output.png:q}"
         " --pdf {output.pdf:q} --curve {output.curve:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
@@ -143,7 +144,7 @@ rule fig_samples:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr fig-samples --images-root results/{wildcards.dataset}/images --methods {params.methods}"
+        "python -m d3hr fig-samples --images-root results/{wildcards.dataset}/images --methods {params.methods}"
         " --classes {params.classes:q} --ipc {wildcards.ipc} --per-class {params.per_class} --png {output.png:q}"
         " --pdf {output.pdf:q} --data {output.data:q} > {log:q} 2>&1"
 
@@ -165,7 +166,7 @@ rule fig_storage:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr fig-storage --gaussian {input.gaussian:q} --images-root results/{wildcards.dataset}/images/d3hr"
+        "python -m d3hr fig-storage --gaussian {input.gaussian:q} --images-root results/{wildcards.dataset}/images/d3hr"
         " --ipcs {params.ipcs} --classes {params.classes:q} --png {output.png:q} --pdf {output.pdf:q}"
         " --table {output.table:q} > {log:q} 2>&1"
 
@@ -184,7 +185,7 @@ rule cost_table:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr cost-table --root benchmarks/{wildcards.dataset} --n-classes {params.n_classes} --csv {output.csv:q}"
+        "python -m d3hr cost-table --root benchmarks/{wildcards.dataset} --n-classes {params.n_classes} --csv {output.csv:q}"
         " --md {output.md:q} {input:q} > {log:q} 2>&1"
 
 
@@ -207,6 +208,6 @@ rule teacher_table:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr teacher-table --teacher {input.teacher:q} --images-root results/{wildcards.dataset}/images"
+        "python -m d3hr teacher-table --teacher {input.teacher:q} --images-root results/{wildcards.dataset}/images"
         " --methods {params.methods} --ipcs {params.ipcs} --classes {params.classes:q} --labels {params.labels}"
         " --resolution {params.resolution} --channels {params.channels} --out {output:q} > {log:q} 2>&1"

@@ -15,4 +15,4 @@ rule fit_gaussian:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr fit-gaussian --inverted {input.inverted:q} --latents {input.latents:q} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr fit-gaussian --inverted {input.inverted:q} --latents {input.latents:q} --out {output:q} > {log:q} 2>&1"

@@ -22,7 +22,7 @@ rule invert:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr invert --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
+        "python -m d3hr invert --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --latents {input.latents:q} --cls {wildcards.cls:q} --label {params.label}"
         " --timesteps {params.timesteps} --num-steps {params.steps} --guidance {params.guidance}"
         " --batch-size {params.batch_size} --out {output:q} > {log:q} 2>&1"

@@ -1,5 +1,8 @@
 # Models of datasets configured with `model: train` / `teacher: train` (the embedded default).
 
+# train.dit keys of the training loop; the others build the DiT
+DIT_TRAIN_KEYS = ("steps", "batch_size", "lr", "ema_decay", "label_dropout")
+
 
 rule train_ldm:
     input:
@@ -16,13 +19,13 @@ rule train_ldm:
             {
                 k: v
                 for k, v in config.get("train", {}).get("dit", {}).items()
-                if k in ("steps", "batch_size", "lr", "ema_decay")
+                if k in DIT_TRAIN_KEYS
             }
             | {
                 "dit_kwargs": {
                     k: v
                     for k, v in config.get("train", {}).get("dit", {}).items()
-                    if k not in ("steps", "batch_size", "lr", "ema_decay")
+                    if k not in DIT_TRAIN_KEYS
                 }
             }
         ),
@@ -39,7 +42,7 @@ rule train_ldm:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr train-ldm --threads {threads} --root {params.root:q} --classes {params.classes:q}"
+        "python -m d3hr train-ldm --threads {threads} --root {params.root:q} --classes {params.classes:q}"
         " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
         " --vae {params.vae:q} --dit {params.dit:q} --out {output:q} > {log:q} 2>&1"
 
@@ -69,7 +72,7 @@ rule train_teacher:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr train-teacher --threads {threads} --root {params.root:q} --classes {params.classes:q}"
+        "python -m d3hr train-teacher --threads {threads} --root {params.root:q} --classes {params.classes:q}"
         " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
         " --arch {params.t[arch]} --epochs {params.t[epochs]} --batch-size {params.t[batch_size]}"
         " --lr {params.t[lr]} --weight-decay {params.t[weight_decay]} --out {output:q} > {log:q} 2>&1"
@@ -107,7 +110,7 @@ rule model_quality:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr quality --threads {threads} --root {params.root:q} --classes {params.classes:q}"
+        "python -m d3hr quality --threads {threads} --root {params.root:q} --classes {params.classes:q}"
         " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
         " --pipeline {input.pipeline:q} --teacher {input.teacher:q} --samples-per-class {params.n}"
         " --guidance {params.guidance} --num-steps {params.steps} --out {output.json:q} --samples {output.samples:q}"

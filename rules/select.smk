@@ -21,7 +21,7 @@ rule select:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr select --threads {threads} --gaussian {input:q} --ipc {wildcards.ipc} --m {params.m}"
+        "python -m d3hr select --threads {threads} --gaussian {input:q} --ipc {wildcards.ipc} --m {params.m}"
         " --timestep {params.timestep} --chunk-groups {params.chunk_groups} --seed {params.seed}"
         " --l-mu {params.w[mu]} --l-sigma {params.w[sigma]} --l-skew {params.w[skew]} --skew-mode {params.skew_mode}"
         " --out {output:q} > {log:q} 2>&1"
@@ -37,4 +37,4 @@ rule selection_summary:
     conda:
         "../envs/d3hr.yaml"
     shell:
-        "d3hr summarize-selection --out {output:q} {input:q} > {log:q} 2>&1"
+        "python -m d3hr summarize-selection --out {output:q} {input:q} > {log:q} 2>&1"

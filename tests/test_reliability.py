@@ -168,7 +168,7 @@ def test_teacher_with_wrong_class_count_is_rejected(tmp_path):
     vals = [tmp_path / "d" / "val" / c for c in "abc"]
     out = tmp_path / "e.json"
     p = _d3hr("evaluate", "--class-dirs", *dirs, "--val-dirs", *vals, "--labels", 0, 1, 2, "--teacher", teacher,
-              "--student", "convnet_tiny", "--method", "random_real", "--ipc", 2, "--resolution", 16, "--steps", 2, "--out", out)
+              "--student", "convnet_tiny", "--method", "random_real", "--ipc", 2, "--resolution", 16, "--epochs", 1, "--steps", 2, "--out", out)
     assert p.returncode == 2 and "the teacher has 2 classes, but label 2 is used" in p.stderr and not out.exists()
     from d3hr import D3HRError
     from d3hr.nets import load_classifier
@@ -193,7 +193,7 @@ def test_teacher_and_student_training_repeat_exactly_in_new_processes(tmp_path):
         p = _d3hr("evaluate", "--threads", 1, "--class-dirs", root / "train" / "cat", root / "train" / "dog",
                   "--val-dirs", root / "val" / "cat", root / "val" / "dog", "--labels", 0, 1, "--teacher",
                   tmp_path / "t1.pt", "--student", "convnet_tiny", "--method", "d3hr", "--ipc", 6, "--seed", 1,
-                  "--resolution", 16, "--steps", 20, "--batch-size", 4, "--out", out)
+                  "--resolution", 16, "--epochs", 1, "--steps", 20, "--batch-size", 4, "--out", out)
         assert p.returncode == 0, p.stderr
         runs.append({k: v for k, v in json.loads(out.read_text()).items() if k != "train_seconds"})
     assert runs[0] == runs[1]

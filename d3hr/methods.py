@@ -1,0 +1,23 @@
+"""The one list of distilled-set methods: name -> (label, colour), in the order tables and figures show them.
+
+A new method goes here (its label and colour), in the schema's `evaluate.methods` enum, and in the rule that writes
+its images (`rules/baselines.smk` or `rules/decode.smk`)."""
+
+METHODS = {
+    "d3hr": ("D3HR", "#C44E52"),
+    "d3hr_nogroup": ("D3HR, one random draw", "#DD8452"),
+    "dit_noise": ("DiT from noise", "#4C72B0"),
+    "kmeans": ("K-means + DiT (D4M)", "#8172B3"),
+    "kmeans_vae": ("K-means, VAE decode only", "#937860"),
+    "random_real": ("Random real", "#55A868"),
+    "full": ("Full training set", "#4D4D4D"),
+}
+METHOD_ORDER = list(METHODS)
+METHOD_LABELS = {m: v[0] for m, v in METHODS.items()}
+METHOD_COLORS = {m: v[1] for m, v in METHODS.items()}
+
+
+def ordered(methods) -> list[str]:
+    """`methods` in the canonical order, unknown names last (sorted)."""
+    methods = set(methods)
+    return [m for m in METHOD_ORDER if m in methods] + sorted(methods - set(METHOD_ORDER))
