@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c constraints.txt torch torchvision
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
-	# the embedded dataset's wheel; its metadata pulls tensorflow, which we never import
-	$(BIN)/pip install --quiet --no-deps animal-mnist==0.4
+	# the embedded dataset's wheel (version: constraints.txt); its metadata pulls tensorflow, which we never import
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt animal-mnist
 	touch $@
 
 run: venv

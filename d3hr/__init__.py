@@ -3,12 +3,12 @@
 Each stage is a small module with plain functions over tensors and arrays:
 
     data      image folders, the embedded animal-mnist export
-    encode    VAE latents per class                        (SPEC section 1)
-    ddim      DDIM inversion / sampling with CFG           (SPEC section 2)
-    invert    inverted latents per class                   (SPEC section 2)
-    gaussian  per-dimension Gaussian + normality stats     (SPEC section 3)
-    group_sampling  group sampling                               (SPEC section 4)
-    decode    DDIM from the selected latents, VAE decode   (SPEC section 5)
+    encode    VAE latents per class                        (docs/method.md §1)
+    ddim      DDIM inversion / sampling with CFG           (docs/method.md §2)
+    invert    inverted latents per class                   (docs/method.md §2)
+    gaussian  per-dimension Gaussian + normality stats     (docs/method.md §3)
+    group_sampling  group sampling                               (docs/method.md §4)
+    decode    DDIM from the selected latents, VAE decode   (docs/method.md §5)
 """
 
 __version__ = "0.1.0"
@@ -37,12 +37,25 @@ STAGE_MODULES = {
 }
 
 
+def _code_only(source: str) -> str:
+    """The module's syntax tree without comments and docstrings: editing documentation reruns nothing."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
 def code_version(stage: str) -> str:
-    """A short hash of the source of the modules that make `stage`'s outputs."""
+    """A short hash of the code (not the comments or docstrings) of the modules that make `stage`'s outputs."""
     import hashlib
     from pathlib import Path
 
     h = hashlib.sha256()
     for mod in STAGE_MODULES[stage]:
-        h.update((Path(__file__).parent / f"{mod}.py").read_bytes())
+        h.update(_code_only((Path(__file__).parent / f"{mod}.py").read_text()).encode())
     return f"{__version__}+{h.hexdigest()[:12]}"

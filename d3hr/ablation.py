@@ -1,7 +1,7 @@
 """Inversion-timestep ablation (the paper's "too few steps leave a mixture, too many lose structure"), per class.
 
-For every kept timestep t of a class's Gaussian file: group sampling at t (SPEC section 4), DDIM decoding from exactly
-t (SPEC section 5), and the teacher's predictions on the decoded images. Teacher top-1 on the decoded images is the
+For every kept timestep t of a class's Gaussian file: group sampling at t (docs/method.md §4), DDIM decoding from exactly
+t (docs/method.md §5), and the teacher's predictions on the decoded images. Teacher top-1 on the decoded images is the
 cheap proxy for student accuracy that the figure plots against t; no validation data is used.
 """
 

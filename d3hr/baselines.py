@@ -1,4 +1,4 @@
-"""The baselines of the paper's tables, each writing the same layout as D3HR (SPEC, 'Baselines'):
+"""The baselines of the paper's tables, each writing the same layout as D3HR (docs/method.md, "Baselines"):
 
 - random_real: IPC real training images per class, seeded;
 - dit_noise: DiT sampling from pure noise with the same model and CFG (no inversion, no group sampling);

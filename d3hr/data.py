@@ -56,7 +56,7 @@ def list_images(class_dir) -> list[Path]:
 
 
 def load_image(path, resolution: int, channels: int = 3) -> np.ndarray:
-    """Read one image as uint8 HxWxC: convert the mode, resize the short side, centre-crop (SPEC section 1)."""
+    """Read one image as uint8 HxWxC: convert the mode, resize the short side, centre-crop (docs/method.md §1)."""
     path = Path(path)
     try:
         with Image.open(path) as im:

@@ -1,4 +1,4 @@
-"""Deterministic DDIM with classifier-free guidance, forwards (sampling) and backwards (inversion). SPEC section 2.
+"""Deterministic DDIM with classifier-free guidance, forwards (sampling) and backwards (inversion). docs/method.md §2.
 
 States are indexed by the 50-step grid t_k = k * T/S (0, 20, ..., 980 for T = 1000, S = 50); the clean latent
 has abar = 1. Inversion into t_k evaluates eps at the previous state with timestep t_k (as diffusers'
@@ -24,7 +24,7 @@ def abar_at(alphas_cumprod: torch.Tensor, t: int) -> float:
 
 
 def ddim_step(z: torch.Tensor, eps: torch.Tensor, abar_from: float, abar_to: float) -> torch.Tensor:
-    """One deterministic DDIM move between noise levels, either direction (SPEC eq. of section 2):
+    """One deterministic DDIM move between noise levels, either direction (docs/method.md, eq. 2.1):
     z' = sqrt(abar') * (z - sqrt(1 - abar) eps) / sqrt(abar) + sqrt(1 - abar') eps."""
     x0 = (z - (1.0 - abar_from) ** 0.5 * eps) / abar_from**0.5
     return abar_to**0.5 * x0 + (1.0 - abar_to) ** 0.5 * eps

@@ -1,4 +1,4 @@
-"""Stage 1: encode the training images of one class with the VAE (SPEC section 1).
+"""Stage 1: encode the training images of one class with the VAE (docs/method.md §1).
 
 z0 = s * sample(E(x)) (or the posterior mean), streamed in batches into a resizable HDF5 dataset so that memory
 does not grow with the number of images.

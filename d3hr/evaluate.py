@@ -1,5 +1,5 @@
 """Stage 6: train a student from scratch on a distilled image set with the teacher's soft labels, and report
-top-1/top-5 on the real validation split (the RDED protocol the D3HR authors reuse; SPEC section 6).
+top-1/top-5 on the real validation split (the RDED protocol the D3HR authors reuse; docs/method.md §6).
 
 Per step: a batch of distilled images -> RandomResizedCrop(scale 0.08-1) + horizontal flip -> CutMix (or MixUp);
 the teacher's temperature-softened outputs on that same batch are the targets; loss KL(teacher || student) at

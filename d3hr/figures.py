@@ -3,10 +3,10 @@
 Every figure is written as a vector PDF and a PNG, in one seaborn style, and with a CSV of exactly the numbers it
 plots (its "data file"), so that a figure can be checked against its inputs and re-plotted elsewhere:
 
-    normality        VAE latents vs inverted latents: skewness, kurtosis, normality tests, Q-Q   (SPEC section 3)
-    accuracy_vs_ipc  student top-1 vs IPC per method and student, error bars over seeds           (SPEC section 6)
-    timestep         teacher top-1 on decoded images vs the inversion timestep                   (SPEC section 2)
-    group_sampling   best score vs m, distribution of group scores, group vs one random draw     (SPEC section 4)
+    normality        VAE latents vs inverted latents: skewness, kurtosis, normality tests, Q-Q   (docs/method.md §3)
+    accuracy_vs_ipc  student top-1 vs IPC per method and student, error bars over seeds           (docs/method.md §6)
+    timestep         teacher top-1 on decoded images vs the inversion timestep                   (docs/method.md §2)
+    group_sampling   best score vs m, distribution of group scores, group vs one random draw     (docs/method.md §4)
     samples          distilled images per class, D3HR and each baseline side by side
     storage          bytes of Gaussian parameters per class vs bytes of the distilled images
 
@@ -70,7 +70,7 @@ def _panel_label(ax, k):
     ax.text(-0.12, 1.04, "abcdefgh"[k], transform=ax.transAxes, fontsize="large", fontweight="bold", va="bottom")
 
 
-# ------------------------------------------------------------------ normality (SPEC section 3)
+# ------------------------------------------------------------------ normality (docs/method.md §3)
 
 
 def normality_table(gaussian_files) -> pd.DataFrame:
@@ -183,7 +183,7 @@ def plot_normality(gaussian_files, latents_h5, inverted_h5, timestep, png, pdf, 
     return table
 
 
-# ------------------------------------------------------------------ accuracy vs IPC (SPEC section 6)
+# ------------------------------------------------------------------ accuracy vs IPC (docs/method.md §6)
 
 
 def accuracy_summary(accuracy_csv) -> pd.DataFrame:
@@ -287,7 +287,7 @@ def _rgb(im: np.ndarray) -> np.ndarray:
     return np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im
 
 
-# ------------------------------------------------------------------ group sampling (SPEC section 4)
+# ------------------------------------------------------------------ group sampling (docs/method.md §4)
 
 
 def best_vs_m(selected_files, n_points=40) -> tuple[pd.DataFrame, pd.DataFrame]:

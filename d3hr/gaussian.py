@@ -1,4 +1,4 @@
-"""Stage 3: per-dimension Gaussian of one class's inverted latents, plus normality statistics (SPEC section 3).
+"""Stage 3: per-dimension Gaussian of one class's inverted latents, plus normality statistics (docs/method.md §3).
 
 For each kept timestep t: mu_t = mean_i z_t^(i), sigma_t^2 = unbiased variance, over the N_c images, per dimension
 of the flattened latent. Normality per dimension (skewness, excess kurtosis, D'Agostino-Pearson p-value) is

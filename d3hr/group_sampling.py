@@ -1,4 +1,4 @@
-"""Stage 4: group sampling (SPEC section 4).
+"""Stage 4: group sampling (docs/method.md §4).
 
 Draw m candidate groups G of n = IPC latents z ~ N(mu, diag sigma^2) and keep the group minimising
     L(G) = l_mu ||mean(G) - mu||_2 + l_sigma ||std(G) - sigma||_2 + l_skew ||skew(G)||_2.

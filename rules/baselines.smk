@@ -1,4 +1,4 @@
-# Baselines of the paper's tables (SPEC, 'Baselines'), each a per-class chain writing the same image layout.
+# Baselines of the paper's tables (docs/method.md, "Baselines"), each a per-class chain writing the same image layout.
 
 
 rule random_real:

@@ -1,4 +1,4 @@
-# Evaluation (SPEC section 6): a student per (method, IPC, student, seed), then per-IPC collectors and the tables.
+# Evaluation (docs/method.md §6): a student per (method, IPC, student, seed), then per-IPC collectors and the tables.
 
 
 rule evaluate:

@@ -1,4 +1,4 @@
-"""DDIM steps against diffusers' schedulers, and the inversion round trip (SPEC section 2)."""
+"""DDIM steps against diffusers' schedulers, and the inversion round trip (docs/method.md §2)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Evaluation (SPEC section 6): the KD loss, augmentation, student training, baselines and tables."""
+"""Evaluation (docs/method.md §6): the KD loss, augmentation, student training, baselines and tables."""
 
 import json
 
@@ -118,3 +118,76 @@ def test_teacher_check_table_equals_direct_accuracy(tmp_path):
     x, y = load_split(tmp_path / "d", "train", ["a", "b"], 16, 3)
     assert got.to_dict("records") == [{"method": "d3hr", "ipc": "5", "images": 10, "classes": 2,
                                        "teacher_top1": accuracy(load_classifier(t)[0], x, y)}]
+
+
+def test_authors_batch_size_and_epoch_budget():
+    from d3hr.evaluate import authors_batch_size, budget_steps
+
+    # validation/argument.py of the authors: by IPC, x2 for 100 classes, at most IPC x classes
+    assert [authors_batch_size(i, 10, 10 * i) for i in (1, 9, 10, 49, 50, 100)] == [10, 15, 50, 50, 100, 100]
+    assert authors_batch_size(1, 1000, 1000) == 15 and authors_batch_size(10, 100, 1000) == 100
+    assert authors_batch_size("all", 10, 9000) == 100 and authors_batch_size(50, 100, 5000) == 200
+    # epochs over the set: IPC 10 x 10 classes with batch 50 is 2 steps an epoch; a partial last batch counts
+    assert budget_steps(100, 50, 40) == 80 and budget_steps(9000, 100, 12) == 1080 and budget_steps(10, 15, 3) == 3
+
+
+def test_frozen_teacher_gives_the_eager_outputs():
+    from d3hr.nets import frozen_for_inference
+
+    torch.manual_seed(0)
+    teacher = create_classifier("resnet_tiny", 5, 3, resolution=16).train()
+    x = torch.randn(6, 3, 16, 16)
+    for _ in range(3):  # move the batch-norm running statistics off their initial values
+        teacher(torch.randn(8, 3, 16, 16) * 2 + 1)
+    teacher.eval()
+    frozen = frozen_for_inference(teacher, x)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), teacher(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(frozen(x[:3] * 0.5), teacher(x[:3] * 0.5), atol=1e-4, rtol=1e-4)
+    assert teacher.training is False and any(m.training is False for m in teacher.modules())
+
+
+def test_convnet_uses_batch_norm_like_the_authors_and_instance_norm_on_request():
+    bn = create_classifier("convnet_tiny", 4, 3, resolution=16, seed=0)
+    inorm = create_classifier("convnet_tiny_in", 4, 3, resolution=16, seed=0)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in inorm.modules())
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in inorm.modules())
+
+
+def test_kmeans_centroids_are_noised_to_the_timestep_like_the_forward_process(tmp_path):
+    from d3hr.baselines import kmeans_latents
+    from d3hr.h5io import provenance, read_attrs, write_h5
+    from d3hr.models import build_scheduler
+
+    import h5py
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(-3, 0.1, (20, 2, 2, 2)), rng.normal(3, 0.1, (20, 2, 2, 2))]).astype(np.float32)
+    write_h5(tmp_path / "lat.h5", {"latents": z}, provenance(stage="encode", cls="cat", label=1))
+    abar = build_scheduler().alphas_cumprod.double()
+    kmeans_latents(tmp_path / "lat.h5", tmp_path / "vae.h5", 2, seed=0)
+    kmeans_latents(tmp_path / "lat.h5", tmp_path / "d4m.h5", 2, seed=0, timestep=600, alphas_cumprod=abar, label=1,
+                   num_steps=50, guidance=4.0)
+    with h5py.File(tmp_path / "vae.h5") as f:
+        c, a_vae = f["latents"][:], read_attrs(f)
+    with h5py.File(tmp_path / "d4m.h5") as f:
+        zt, a = f["latents"][:], read_attrs(f)
+    assert a_vae["timestep"] == -1 and a["timestep"] == 600 and a["label"] == 1 and a["guidance"] == 4.0
+    assert sorted(np.round(c.mean(axis=(1, 2, 3))).tolist()) == [-3.0, 3.0]  # the two clusters' centroids
+    eps = (zt - abar[600].sqrt().item() * c) / (1 - abar[600]).sqrt().item()  # z_t = sqrt(abar) c + sqrt(1-abar) eps
+    assert abs(eps.mean()) < 0.6 and 0.5 < eps.std() < 1.5  # 16 values of standard noise
+    with pytest.raises(Exception, match="needs the schedule and the label"):
+        kmeans_latents(tmp_path / "lat.h5", tmp_path / "x.h5", 2, seed=0, timestep=600)
+
+
+def test_decode_start_is_the_inverted_timestep_or_one_grid_step_above():
+    from d3hr import D3HRError
+    from d3hr.ddim import timestep_grid
+    from d3hr.decode import start_timestep
+
+    grid = timestep_grid(1000, 50)
+    assert start_timestep(600, grid) == 600 and start_timestep(600, grid, "above") == 620
+    assert start_timestep(980, grid, "above") == 980  # pure noise at the last grid step starts there
+    with pytest.raises(D3HRError, match="inverted' or 'above"):
+        start_timestep(600, grid, "below")

@@ -1,4 +1,4 @@
-"""Gaussian fit and normality statistics (SPEC section 3)."""
+"""Gaussian fit and normality statistics (docs/method.md §3)."""
 
 import h5py
 import numpy as np

@@ -1,4 +1,4 @@
-"""Group sampling (SPEC section 4): the score against a direct computation, the choice, determinism, IPC 1 and 2."""
+"""Group sampling (docs/method.md §4): the score against a direct computation, the choice, determinism, IPC 1 and 2."""
 
 import numpy as np
 import pytest
