@@ -3,13 +3,13 @@
 A new method goes here (its label and colour), in the schema's `evaluate.methods` enum, and in the rule that writes
 its images (`rules/baselines.smk` or `rules/decode.smk`)."""
 
-METHODS = {
-    "d3hr": ("D3HR", "#C44E52"),
-    "d3hr_nogroup": ("D3HR, one random draw", "#DD8452"),
-    "dit_noise": ("DiT from noise", "#4C72B0"),
-    "kmeans": ("K-means + DiT (D4M)", "#8172B3"),
-    "kmeans_vae": ("K-means, VAE decode only", "#937860"),
+METHODS = {  # the order of the paper's tables: the real-image and generative baselines, then D3HR, then the bound
     "random_real": ("Random real", "#55A868"),
+    "kmeans_vae": ("K-means, VAE decode only", "#937860"),
+    "kmeans": ("K-means + DiT (D4M)", "#8172B3"),
+    "dit_noise": ("DiT from noise", "#4C72B0"),
+    "d3hr_nogroup": ("D3HR, one random draw", "#DD8452"),
+    "d3hr": ("D3HR", "#C44E52"),
     "full": ("Full training set", "#4D4D4D"),
 }
 METHOD_ORDER = list(METHODS)

@@ -123,7 +123,7 @@ def test_teacher_check_table_equals_direct_accuracy(tmp_path):
 def test_authors_batch_size_and_epoch_budget():
     from d3hr.evaluate import authors_batch_size, budget_steps
 
-    # validation/argument.py of the authors: by IPC, x2 for 100 classes, at most IPC x classes
+    # validation/argument.py of the authors: by IPC, x2 for 100 classes (not 1,000), at most IPC x classes
     assert [authors_batch_size(i, 10, 10 * i) for i in (1, 9, 10, 49, 50, 100)] == [10, 15, 50, 50, 100, 100]
     assert authors_batch_size(1, 1000, 1000) == 15 and authors_batch_size(10, 100, 1000) == 100
     assert authors_batch_size("all", 10, 9000) == 100 and authors_batch_size(50, 100, 5000) == 200
