@@ -34,10 +34,12 @@ bench: venv
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/dag_imagenet.py
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/gpu_stages.py
 
-# copy the figures of the embedded default's run into docs/figures/ (embedded in the README)
+# copy the figures of the embedded default's run into docs/figures/ and fill the numbers of README.md and
+# docs/results.md from its result files
 readme-figures:
 	mkdir -p docs/figures
 	cp results/animal_mnist/figures/*.png docs/figures/
+	$(BIN)/python docs/make_results.py
 
 clean:
 	rm -rf results logs benchmarks data .snakemake

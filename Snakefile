@@ -31,6 +31,7 @@ localrules:
     fig_storage,
     cost_table,
     teacher_table,
+    ablation_table,
 
 
 include: "rules/data.smk"
@@ -43,6 +44,7 @@ include: "rules/decode.smk"
 include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
+include: "rules/ablation.smk"
 
 
 rule all:

@@ -34,6 +34,7 @@ STAGE_MODULES = {
     "evaluate": ["evaluate", "nets", "data"],
     "ablation": ["ablation", "group_sampling", "decode", "ddim", "models", "nets", "data", "seeds"],
     "figures": ["figures", "data", "nets", "methods"],
+    "variants": ["variants", "group_sampling", "decode", "ddim", "gaussian", "models", "seeds"],
 }
 
 

@@ -242,6 +242,23 @@ def cmd_ablation_timestep(a):
         print(f"[d3hr] t={t}: best score {score:.4f}, teacher top-1 {top1:.3f}", file=sys.stderr)
 
 
+def cmd_ablation_variant(a):
+    from .device import pick_device
+    from .group_sampling import Weights
+    from .variants import variant_class
+
+    _threads(a.threads)
+    variant_class(a.latents, a.gaussian, a.pipeline, a.out, a.ipc, a.seed, a.timestep, a.m,
+                  Weights(a.l_mu, a.l_sigma, a.l_skew), a.skew_mode, a.chunk_groups, a.guidance, a.start,
+                  a.invert_guidance, a.batch_size, pick_device(a.device), a.threads or 1)
+
+
+def cmd_ablation_table(a):
+    from .variants import ablation_table
+
+    ablation_table(a.evals, json.loads(a.variants), a.csv, a.md, a.png, a.pdf)
+
+
 def cmd_fig_normality(a):
     from .figures import plot_normality
 
@@ -476,6 +493,34 @@ def build_parser():
     s = stage("tables", cmd_tables, "tidy CSVs -> accuracy.csv, accuracy.md, accuracy.tex")
     s.add_argument("csvs", nargs="+")
     s.add_argument("--out-dir", required=True)
+
+    s = stage("ablation-variant", cmd_ablation_variant,
+              "one class under one ablation variant: (re-invert,) select and decode IPC latents -> PNGs")
+    model_args(s)
+    s.add_argument("--latents", required=True, help="the class's VAE latents (re-inverted for --invert-guidance)")
+    s.add_argument("--gaussian", required=True)
+    s.add_argument("--out", required=True, help="output folder of PNGs")
+    s.add_argument("--ipc", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--timestep", type=int, required=True)
+    s.add_argument("--m", type=int, required=True)
+    s.add_argument("--chunk-groups", type=int, required=True)
+    s.add_argument("--l-mu", type=float, required=True)
+    s.add_argument("--l-sigma", type=float, required=True)
+    s.add_argument("--l-skew", type=float, required=True)
+    s.add_argument("--skew-mode", choices=["paper", "code"], required=True)
+    s.add_argument("--guidance", type=float, required=True, help="CFG scale of decoding")
+    s.add_argument("--start", choices=["inverted", "above"], required=True)
+    s.add_argument("--invert-guidance", type=float, required=True,
+                   help="CFG scale of the inversion (a value other than the Gaussian file's re-inverts)")
+
+    s = stage("ablation-table", cmd_ablation_table, "table + figure: student top-1 of the ablation variants")
+    s.add_argument("evals", nargs="+", help="evaluation JSON files (variants and the methods beside them)")
+    s.add_argument("--variants", required=True, help="JSON: {name: {setting: value}}")
+    s.add_argument("--csv", required=True)
+    s.add_argument("--md", required=True)
+    s.add_argument("--png", required=True)
+    s.add_argument("--pdf", required=True)
 
     s = stage("ablation-timestep", cmd_ablation_timestep,
               "inversion-timestep ablation of one class: select + decode at every kept timestep, teacher top-1 -> HDF5")

@@ -65,7 +65,14 @@ def check_semantics(config: dict) -> dict:
                 raise D3HRError(f"datasets.{name}.teacher is 'train' but the config has no train.teacher")
         if ds["model"] == "train" and "quality" not in config.get("train", {}):
             raise D3HRError(f"datasets.{name}.model is 'train' but the config has no train.quality")
+    _check_ablation(config)
     return config
+
+
+def _check_ablation(config: dict):
+    abl = config.get("ablation") or {}
+    if abl.get("enabled") and abl.get("variants") and abl["ipc"] not in config["select"]["ipc"]:
+        raise D3HRError(f"ablation.ipc={abl['ipc']} is not in select.ipc {config['select']['ipc']}")
 
 
 def grid_ipc(config: dict) -> int:

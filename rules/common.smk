@@ -38,6 +38,7 @@ wildcard_constraints:
     student="[A-Za-z0-9_.]+",
     seed=r"\d+",
     split="train|val",
+    variant="[a-z0-9_]+",
 
 
 def ds(wc):
@@ -219,7 +220,45 @@ def benchmark_files(wc):
     for m in eval_methods():
         for i in ["all"] if m == "full" else ipcs:
             out += expand(f"{b}/eval/{m}/ipc{i}/{{student}}-seed{{seed}}.tsv", student=e["students"], seed=e["seeds"])
+    for v in ablation_variants():
+        i = config["ablation"]["ipc"]
+        out += [f"{b}/ablation_variant/{v}/ipc{i}/{c}.tsv" for c in classes]
+        out += expand(f"{b}/eval/variant_{v}/ipc{i}/{{student}}-seed{{seed}}.tsv", student=e["students"],
+                      seed=e["seeds"])
     return out
+
+
+def ablation_variants():
+    """The ablation variants, when ablations are on (they are compared by student accuracy: evaluate must be too)."""
+    a = config.get("ablation") or {}
+    return (a.get("variants") or {}) if a.get("enabled") and eval_methods() else {}
+
+
+def variant_setting(key):
+    defaults = {
+        "decode_start": lambda: config["decode"]["start"],
+        "skew_mode": lambda: config["select"]["skew_mode"],
+        "skew": lambda: config["select"]["weights"]["skew"],
+        "m": lambda: config["select"]["m"],
+        "invert_guidance": lambda: config["invert"]["guidance_scale"],
+    }
+
+    def fn(wc):
+        v = ablation_variants()[wc.variant]
+        return v[key] if key in v else defaults[key]()
+
+    return fn
+
+
+def ablation_eval_files(wc):
+    """Every student of each variant, and of D3HR and the generative baselines at the same IPC."""
+    ipc = config["ablation"]["ipc"]
+    base = [m for m in ("d3hr", "d3hr_nogroup", "dit_noise", "random_real") if m in eval_methods()]
+    return expand(
+        "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
+        dataset=wc.dataset, method=base + [f"variant_{v}" for v in ablation_variants()], ipc=ipc,
+        student=EVAL["students"], seed=EVAL["seeds"],
+    )
 
 
 def figure_targets(name):
@@ -232,4 +271,6 @@ def figure_targets(name):
         out.append(f"{r}/figures/timestep.png")
     if eval_methods():
         out.append(f"{r}/figures/accuracy_vs_ipc.png")
+        if ablation_variants():
+            out.append(f"{r}/tables/ablation.md")
     return out

@@ -60,6 +60,7 @@ def test_guidance_below_one_is_rejected(w):
 @given(st.integers(0, 999))
 def test_timesteps_must_be_on_the_grid(t):
     cfg = with_(("invert", "keep_timesteps"), sorted({t, 600}))
+    cfg["figures"]["timestep_ablation"]["timesteps"] = None  # every kept timestep
     if t % 20 == 0:
         check(cfg)
     else:
@@ -70,6 +71,10 @@ def test_timesteps_must_be_on_the_grid(t):
 def test_selected_timestep_must_be_kept_and_students_must_exist():
     with pytest.raises(D3HRError, match="select.timestep=620"):
         check(with_(("select", "timestep"), 620) | {"invert": {**DEFAULT["invert"], "keep_timesteps": [600]}})
+    with pytest.raises(D3HRError, match=r"figures.timestep_ablation.timesteps \[480, 680, 760\] are not in"):
+        check(with_(("invert", "keep_timesteps"), [600]))
+    with pytest.raises(D3HRError, match="ablation.ipc=7 is not in select.ipc"):
+        check(with_(("ablation", "ipc"), 7))
     with pytest.raises(D3HRError, match="unknown classifier architecture 'resnet_999'"):
         check(with_(("evaluate", "students"), ["resnet_999"]))
     check(with_(("evaluate", "students"), ["resnet18", "mobilenetv2_100", "convnet"]))

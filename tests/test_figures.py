@@ -15,7 +15,7 @@ from scipy import stats
 
 from conftest import snakemake
 
-FIGURES = ["normality", "accuracy_vs_ipc", "timestep", "group_sampling", "samples_ipc2", "storage"]
+FIGURES = ["normality", "accuracy_vs_ipc", "timestep", "group_sampling", "samples_ipc2", "storage", "ablation"]
 CLASSES = ["cat", "dog"]
 
 

@@ -33,6 +33,7 @@ def tiny_config(root, pipeline, teacher, ipc=(1, 2), m=300, classes="all"):
                      "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "hard_label": False, "cosine_to": 0.5},
         "figures": {"enabled": True, "qq_dims": 3, "grid_ipc": 2, "grid_classes": 10, "grid_per_class": 5,
                     "timestep_ablation": {"enabled": True, "ipc": 3, "m": 50}},
+        "ablation": {"enabled": True, "ipc": 2, "variants": {"decode_above": {"decode_start": "above"}}},
     }
 
 
@@ -61,7 +62,10 @@ def test_dry_run_has_one_job_per_class(tiny_workflow):
     assert count("select") == ["cat1", "cat2", "dog1", "dog2"]
     assert count("decode") == sorted(4 * ["cat1", "cat2", "dog1", "dog2"])  # d3hr, d3hr_nogroup, dit_noise, kmeans
     assert sorted(w["method"] + w["ipc"] for r, w in jobs if r == "evaluate") == sorted(
-        [m + i for m in ("d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans") for i in "12"] + ["fullall"])
+        [m + i for m in ("d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans") for i in "12"] + ["fullall"]
+        + ["variant_decode_above2"])
+    assert count("ablation_variant") == ["cat2", "dog2"]  # one per class, at the ablation's IPC only
+    assert count("kmeans") == ["cat1", "cat2", "dog1", "dog2"]
 
 
 def test_encode_stage(tiny_workflow):
@@ -118,9 +122,9 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(img)
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "cat") == []
-    assert _rules(jobs) == sorted(["ablation_timestep", "all", "collect_eval", "decode", "encode", "evaluate",
-                                   "fit_gaussian", "invert", "kmeans", "random_real", "select", "selection_summary",
-                                   "tables"] + FIGURE_RULES)
+    assert _rules(jobs) == sorted(["ablation_timestep", "ablation_variant", "ablation_table", "all", "collect_eval",
+                                   "decode", "encode", "evaluate", "fit_gaussian", "invert", "kmeans", "random_real",
+                                   "select", "selection_summary", "tables"] + FIGURE_RULES)
     assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
 
     # (the following on a fresh copy of the finished run: running step 2's jobs would only repeat what tiny_run did)
@@ -140,8 +144,9 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     jobs = dry_run_jobs(wd)
     assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "evaluate", "select", "selection_summary", "tables",
                                    "cost_table", "fig_accuracy", "fig_group_sampling", "fig_samples", "fig_storage",
-                                   "teacher_table"])
-    assert {w["method"] for r, w in jobs if r in ("decode", "evaluate")} == {"d3hr", "d3hr_nogroup"}
+                                   "teacher_table", "ablation_variant", "ablation_table"])  # the variant uses select.m
+    assert {w["method"] for r, w in jobs if r == "decode"} == {"d3hr", "d3hr_nogroup"}
+    assert {w["method"] for r, w in jobs if r == "evaluate"} == {"d3hr", "d3hr_nogroup", "variant_decode_above"}
 
     # 5. adding a class schedules only that class's chain and the aggregates
     write_config(wd, cfg)
@@ -151,9 +156,9 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     os.rename(tmp_path / "more" / "val" / "eel", root / "val" / "eel")
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "eel") == []
-    assert _rules(jobs) == sorted(["ablation_timestep", "all", "collect_eval", "decode", "dit_noise", "encode", "evaluate",
-                                   "fit_gaussian", "invert", "kmeans", "random_real", "select", "selection_summary",
-                                   "tables"] + FIGURE_RULES)
+    assert _rules(jobs) == sorted(["ablation_timestep", "ablation_variant", "ablation_table", "all", "collect_eval",
+                                   "decode", "dit_noise", "encode", "evaluate", "fit_gaussian", "invert", "kmeans",
+                                   "random_real", "select", "selection_summary", "tables"] + FIGURE_RULES)
 
 
 def test_bad_config_is_rejected_with_the_value(tiny_workflow):
