@@ -22,7 +22,7 @@ import pandas as pd
 
 from .h5io import atomic_output, open_h5, read_attrs
 
-from .methods import METHOD_COLORS, METHOD_LABELS, METHOD_ORDER
+from .methods import METHOD_COLORS, METHOD_LABELS, METHOD_ORDER, ordered
 
 DOMAIN_COLORS = {"VAE latents": "#4C72B0", "inverted latents": "#C44E52"}
 MAX_POINTS = 200_000  # values per distribution drawn in a histogram (a seeded subsample beyond that)
@@ -208,7 +208,7 @@ def plot_accuracy_vs_ipc(accuracy_csv, png, pdf, data_csv):
     ipcs = sorted({i for i in s.ipc if i != "all"}, key=int)
     for ax, student in zip(axes[0], students):
         d = s[s.student == student]
-        for method in [m for m in METHOD_ORDER if m in set(d.method)] + sorted(set(d.method) - set(METHOD_ORDER)):
+        for method in ordered(d.method):
             g = d[d.method == method]
             if method == "full" or set(g.ipc) == {"all"}:
                 mean, sd = float(g["mean"].iloc[0]), float(np.nan_to_num(g["std"].iloc[0]))
@@ -394,7 +394,7 @@ def plot_samples(image_dirs: dict, png, pdf, data_csv, per_class=5):
     from .data import list_images
 
     style()
-    methods = [m for m in METHOD_ORDER if m in image_dirs] + sorted(set(image_dirs) - set(METHOD_ORDER))
+    methods = ordered(image_dirs)
     rows, mosaics = [], {}
     files_of = {m: [list_images(f)[:per_class] for f in image_dirs[m]] for m in methods}
     per_class = max(len(f) for fs in files_of.values() for f in fs)

@@ -86,7 +86,7 @@ def ablation_table(eval_files, variants: dict, out_csv, out_md, png, pdf):
     df["top1"] *= 100
     g = df.groupby(["method", "student"]).top1.agg(["mean", "std", "count"]).reset_index()
     names = {f"variant_{k}": k for k in variants}
-    base = [m for m in ordered(set(g.method) - set(names))]
+    base = ordered(set(g.method) - set(names))
     order = base + [m for m in names if m in set(g.method)]
     g["method"] = pd.Categorical(g.method, order, ordered=True)
     g = g.sort_values(["student", "method"])

@@ -118,12 +118,12 @@ def eval_train_input(wc):
 
 
 def eval_ipcs():
-    e = config.get("evaluate", {})
+    e = EVAL
     return [str(i) for i in config["select"]["ipc"]] + (["all"] if "full" in e.get("methods", []) else [])
 
 
 def eval_files_of_ipc(wc):
-    e = config["evaluate"]
+    e = EVAL
     methods = ["full"] if wc.ipc == "all" else [m for m in e["methods"] if m != "full"]
     return expand(
         "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
@@ -139,7 +139,7 @@ def all_targets():
         for ipc in config["select"]["ipc"]:
             out.append(f"results/{name}/selected/ipc{ipc}/summary.csv")
             out += expand("results/{dataset}/images/d3hr/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
-        if config.get("evaluate", {}).get("methods"):
+        if eval_methods():
             out.append(f"results/{name}/tables/accuracy.md")
         out += figure_targets(name)
     return out
@@ -165,7 +165,7 @@ def ablation_on():
 
 
 def eval_methods():
-    return (config.get("evaluate") or {}).get("methods") or []
+    return EVAL.get("methods") or []
 
 
 def image_methods():
@@ -216,7 +216,7 @@ def benchmark_files(wc):
             for m in ("kmeans", "kmeans_vae"):
                 if m in eval_methods():
                     out.append(f"{b}/{m}/ipc{i}/{c}.tsv")
-    e = config.get("evaluate") or {}
+    e = EVAL
     for m in eval_methods():
         for i in ["all"] if m == "full" else ipcs:
             out += expand(f"{b}/eval/{m}/ipc{i}/{{student}}-seed{{seed}}.tsv", student=e["students"], seed=e["seeds"])
