@@ -18,7 +18,7 @@ rule decode:
         start=config["decode"]["start"],
         device=config["device"],
         code=code_version("decode"),
-    threads: 2
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         gpu=1,
     log:

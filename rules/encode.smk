@@ -14,7 +14,8 @@ rule encode:
         seed=config["seed"],
         device=config["device"],
         code=code_version("encode"),
-    threads: 2
+    priority: 3  # the chain every D3HR job waits for
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         gpu=1,
     log:

@@ -22,7 +22,7 @@ rule ablation_timestep:
         seed=config["seed"],
         device=config["device"],
         code=code_version("ablation"),
-    threads: 2
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         gpu=1,
     log:

@@ -12,7 +12,8 @@ rule invert:
         batch_size=config["invert"]["batch_size"],
         device=config["device"],
         code=code_version("invert"),
-    threads: 2
+    priority: 3  # the chain every D3HR job waits for
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         gpu=1,
     log:

@@ -11,7 +11,8 @@ rule select:
         skew_mode=config["select"]["skew_mode"],
         seed=config["seed"],
         code=code_version("select"),
-    threads: 2
+    priority: 1  # the chain every D3HR job waits for
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         mem_mb=1000,
     log:
