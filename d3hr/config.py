@@ -7,7 +7,8 @@ from pathlib import Path
 from . import D3HRError
 from .data import EMBEDDED, check_class_name, list_classes
 
-SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+# config/schema.yaml, through the link d3hr/schema.yaml: a wheel carries the file, a checkout reads the original
+SCHEMA = Path(__file__).resolve().parent / "schema.yaml"
 
 
 def validate_schema(config: dict, schema=SCHEMA) -> dict:
@@ -32,10 +33,9 @@ def validate_schema(config: dict, schema=SCHEMA) -> dict:
 
 def check_semantics(config: dict) -> dict:
     """Cross-field checks: timesteps on the DDIM grid, selected timestep kept, training settings present."""
-    from .ddim import timestep_grid
-
     inv = config["invert"]
-    grid = set(timestep_grid(1000, inv["num_inference_steps"]).tolist()) if 1000 % inv["num_inference_steps"] == 0 else None
+    # ddim.timestep_grid(1000, S), written out here so that parsing the Snakefile imports no torch
+    grid = set(range(0, 1000, 1000 // inv["num_inference_steps"])) if 1000 % inv["num_inference_steps"] == 0 else None
     if grid is None:
         raise D3HRError(f"invert.num_inference_steps={inv['num_inference_steps']} must divide 1000")
     off = [t for t in inv["keep_timesteps"] if t not in grid]
@@ -53,10 +53,10 @@ def check_semantics(config: dict) -> dict:
     if fig.get("grid_ipc") is not None and fig["grid_ipc"] not in config["select"]["ipc"]:
         raise D3HRError(f"figures.grid_ipc={fig['grid_ipc']} is not in select.ipc {config['select']['ipc']}")
     if config.get("evaluate"):
-        from .nets import check_arch
+        from .archs import check_arch_name  # no torch or timm while the Snakefile is parsed
 
         for student in config["evaluate"]["students"]:
-            check_arch(student)
+            check_arch_name(student)
     for name, ds in config["datasets"].items():
         for key in ("model", "teacher"):
             if ds[key] == "train" and key == "model" and not {"vae", "dit"} <= set(config.get("train", {})):

@@ -80,6 +80,24 @@ def test_selected_timestep_must_be_kept_and_students_must_exist():
     check(with_(("evaluate", "students"), ["resnet18", "mobilenetv2_100", "convnet"]))
 
 
+def test_student_names_are_checked_without_torch_from_a_cache_of_timm_names(tmp_path):
+    from d3hr.archs import LOCAL_ARCHS, check_arch_name, timm_model_names
+    from d3hr.nets import LOCAL_ARCHS as built
+
+    assert LOCAL_ARCHS == built  # the torch-free copy names exactly what nets.py builds
+    names = timm_model_names(tmp_path)
+    assert "resnet18" in names and len(list(tmp_path.glob("timm-*-models.txt"))) == 1
+    assert check_arch_name("resnet18.a1_in1k", tmp_path) == "resnet18.a1_in1k"  # a pretrained tag
+    with pytest.raises(D3HRError, match="unknown classifier architecture 'resnet_999'"):
+        check_arch_name("resnet_999", tmp_path)
+    # the cache is what is read: a name written into it is accepted, one removed from it is not
+    cache = next(tmp_path.glob("timm-*-models.txt"))
+    cache.write_text("made_up_net\n")
+    assert check_arch_name("made_up_net", tmp_path) == "made_up_net"
+    with pytest.raises(D3HRError, match="'resnet18'"):
+        check_arch_name("resnet18", tmp_path)
+
+
 @pytest.mark.parametrize("names", [["../x"], ["a/b"], [".."], []])
 def test_class_names_that_could_leave_the_results_folder_are_rejected(names):
     cfg = with_(("datasets", "animal_mnist", "classes"), names)

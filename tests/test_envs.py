@@ -61,3 +61,14 @@ def test_pip_accepts_the_env_files_pip_section(tmp_path):
         if p.returncode and re.search(r"(Network is unreachable|Failed to establish|ConnectionError|Max retries)", p.stderr):
             pytest.skip(f"no package index reachable: {p.stderr.strip().splitlines()[-1]}")
         assert p.returncode == 0, f"{env.name}: pip rejects its pip section:\n{p.stderr[-3000:]}"
+
+
+def test_the_wheel_carries_the_schema(tmp_path):
+    """`d3hr.config.SCHEMA` must work outside a checkout: the wheel holds config/schema.yaml as d3hr/schema.yaml."""
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
+                    str(REPO)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("d3hr-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("d3hr/schema.yaml") == (REPO / "config" / "schema.yaml").read_bytes()

@@ -174,6 +174,31 @@ def test_bad_config_is_rejected_with_the_value(tiny_workflow):
     assert p.returncode != 0 and "unicorn" in p.stdout + p.stderr and "not found under" in p.stdout + p.stderr
 
 
+def _imported_at_parse(wd) -> set:
+    """Top-level packages that `snakemake -n` imports while it parses the workflow (python -X importtime)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    p = subprocess.run([sys.executable, "-X", "importtime", str(Path(sys.executable).parent / "snakemake"), "-n"],
+                       cwd=wd, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in p.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_parsing_the_workflow_imports_no_torch(tiny_workflow):
+    """Every job of a cluster run parses the Snakefile again: no torch, timm, diffusers or plotting there. A timm
+    student's name is checked against timm's registry once per timm version (a cache in .snakemake/)."""
+    wd, cfg, _ = tiny_workflow
+    heavy = {"torch", "timm", "diffusers", "matplotlib", "seaborn", "scipy"}
+    assert heavy & _imported_at_parse(wd) == set()
+    write_config(wd, {**cfg, "evaluate": {**cfg["evaluate"], "students": ["convnet_tiny", "resnet18"]}})
+    _imported_at_parse(wd)  # first parse with a timm student: reads timm's registry into the cache
+    assert list((wd / ".snakemake" / "d3hr").glob("timm-*-models.txt"))
+    assert heavy & _imported_at_parse(wd) == set()
+
+
 def test_lint_is_clean(tiny_workflow):
     wd, _, _ = tiny_workflow
     p = snakemake(wd, "--lint", check=False)

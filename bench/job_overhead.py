@@ -1,0 +1,135 @@
+"""Benchmark: the fixed cost of every rule's job, from process start to the end of a job that has almost nothing to do.
+
+Most of a run's jobs are small per-class jobs, and each is a new Python process: what it imports and loads before it
+does any work is paid once per job (and again per cluster job). This bench builds the tests' tiny workflow (2 classes,
+16x16 images, a 2-layer DiT) in a temporary folder, runs it once, then re-runs the real shell command of one job of
+every rule (as `snakemake -n -p --forceall` prints it) 5 times and reports the median wall time. On inputs this small
+the work is negligible, so the wall time is the job's fixed cost: interpreter start, imports, model loading, I/O.
+
+The reference, measured in the same run, is a bare `python -c pass`; the table prints each job's cost, the ratio to
+that reference and to its target (<= 1 s for jobs that load no model, <= 3 s for jobs that do), and the three
+heaviest top-level imports of the job (`python -X importtime`).
+
+    python bench/job_overhead.py             # all rules, 5 runs each
+    python bench/job_overhead.py --runs 3 --rules select decode
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+# rules whose job builds a network or loads a model checkpoint (target 3 s); every other rule: 1 s
+MODEL_RULES = {"train_ldm", "train_teacher", "model_quality", "encode", "invert", "decode", "dit_noise", "kmeans",
+               "ablation_timestep", "ablation_variant", "evaluate", "teacher_table"}
+
+
+def shell_commands(wd: Path, snakemake) -> dict[str, str]:
+    """The shell command of the first job of every rule, as `snakemake -n -p --forceall` prints it."""
+    out = snakemake(wd, "-n", "-p", "--forceall", "--cores", "1")
+    cmds, rule = {}, None
+    for line in (out.stdout + out.stderr).splitlines():
+        s = line.strip()
+        m = re.match(r"(local)?rule (\w+):$", s)
+        if m:
+            rule = m.group(2)
+        elif s.startswith("Shell command: ") and rule and rule not in cmds:
+            cmds[rule] = s[len("Shell command: "):]
+    return cmds
+
+
+def _outputs(cmd: str) -> list[str]:
+    """The paths after --out* flags: removed before each run so that a directory output is made afresh."""
+    args = shlex.split(cmd.split(" > ")[0])
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--out")]
+
+
+def time_command(cmd: str, wd: Path, env: dict) -> float:
+    for out in _outputs(cmd):
+        p = wd / out
+        if p.is_dir():
+            shutil.rmtree(p)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, shell=True, cwd=wd, env=env)
+    dt = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"command failed ({p.returncode}): {cmd}")
+    return dt
+
+
+def heaviest_imports(cmd: str, wd: Path, env: dict, n: int = 3) -> str:
+    """The `n` top-level packages with the largest cumulative import time in one run of `cmd`."""
+    log = wd / "importtime.log"
+    head = cmd.split(" > ")[0].replace("python -m d3hr", f"{shlex.quote(sys.executable)} -X importtime -m d3hr", 1)
+    for out in _outputs(cmd):
+        if (wd / out).is_dir():
+            shutil.rmtree(wd / out)
+    subprocess.run(f"{head} > /dev/null 2> {shlex.quote(str(log))}", shell=True, cwd=wd, env=env)
+    top = {}
+    for line in log.read_text().splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)", line)
+        if m and len(m.group(2)) <= 1:  # top-level imports of the job (indent 0 or 1)
+            name = m.group(3).split(".")[0]
+            top[name] = max(top.get(name, 0), int(m.group(1)))
+    return ", ".join(f"{k} {v / 1e6:.1f}s" for k, v in sorted(top.items(), key=lambda kv: -kv[1])[:n])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rules", nargs="*", help="only these rules")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary workflow folder")
+    args = ap.parse_args(argv)
+
+    from conftest import build_tiny_workflow, snakemake
+
+    tmp = Path(tempfile.mkdtemp(prefix="d3hr-job-overhead-"))
+    try:
+        wd, _ = build_tiny_workflow(tmp / "wf")
+        print(f"tiny workflow in {wd}: running it once ...", file=sys.stderr, flush=True)
+        snakemake(wd, "--cores", "2")
+        cmds = shell_commands(wd, snakemake)
+        if args.rules:
+            cmds = {r: c for r, c in cmds.items() if r in args.rules}
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                   PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+        ref = statistics.median(time_command(f"{shlex.quote(sys.executable)} -c pass", wd, env)
+                                for _ in range(args.runs))
+        rows = []
+        for rule, cmd in sorted(cmds.items()):
+            times = [time_command(cmd, wd, env) for _ in range(args.runs)]
+            med = statistics.median(times)
+            target = 3.0 if rule in MODEL_RULES else 1.0
+            rows.append((rule, "model" if rule in MODEL_RULES else "-", med, med / ref, target, med / target,
+                         heaviest_imports(cmd, wd, env)))
+            print(f"{rule}: {med:.2f} s", file=sys.stderr, flush=True)
+        print(f"\nfixed cost per job: median of {args.runs} runs of one job of each rule on the tiny workflow "
+              f"(reference: `python -c pass` = {ref:.3f} s)\n")
+        print("| rule | loads a model | fixed cost (s) | x reference | target (s) | cost / target | heaviest imports |")
+        print("|---|---|---:|---:|---:|---:|---|")
+        for r in rows:
+            flag = "" if r[5] <= 1 else " **over**"
+            print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.0f}x | {r[4]:.0f} | {r[5]:.2f}{flag} | {r[6]} |")
+        over = [r[0] for r in rows if r[5] > 1]
+        print(f"\n{len(rows) - len(over)} of {len(rows)} rules within target" + (f"; over: {', '.join(over)}" if over else ""))
+    finally:
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Classifier names, checked without importing torch or timm (the Snakefile checks the config's students while it is
+parsed, which every cluster job repeats): our own names, and timm's registry read once per timm version from a cache.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from . import D3HRError
+
+# Our own names (d3hr/nets.py builds them); anything else must be a timm model name. tests/test_config.py checks that
+# this set equals nets.LOCAL_ARCHS.
+LOCAL_ARCHS = frozenset({"resnet_tiny", "convnet", "convnet_tiny", "convnet_in", "convnet_tiny_in"})
+
+
+def timm_model_names(cache_dir: str | Path = ".snakemake/d3hr") -> frozenset:
+    """timm's model names (without pretrained tags), from `{cache_dir}/timm-{version}-models.txt`; on a miss, import
+    timm once and write the file (atomically: a parallel parse may write it too)."""
+    try:
+        ver = version("timm")
+    except PackageNotFoundError as e:
+        raise D3HRError("timm is not installed: only the students " + ", ".join(sorted(LOCAL_ARCHS)) + " exist") from e
+    cache = Path(cache_dir) / f"timm-{ver}-models.txt"
+    if cache.is_file():
+        return frozenset(cache.read_text().split())
+    import timm
+
+    names = sorted(set(timm.list_models()))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+    tmp.write_text("\n".join(names) + "\n")
+    os.replace(tmp, cache)
+    return frozenset(names)
+
+
+def check_arch_name(arch: str, cache_dir: str | Path = ".snakemake/d3hr") -> str:
+    """`arch` if it is one of ours or a timm model name (a pretrained tag such as `resnet18.a1_in1k` is allowed)."""
+    if arch in LOCAL_ARCHS or arch.split(".")[0] in timm_model_names(cache_dir):
+        return arch
+    raise D3HRError(f"unknown classifier architecture {arch!r}: use {sorted(LOCAL_ARCHS)} or a timm model name")
