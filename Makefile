@@ -22,12 +22,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: venv
 	PATH="$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
-test: venv
+test: venv lint
 	bash tests/setup_system.sh
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra --durations=12
 
+# Snakemake's linter and snakefmt (settings: pyproject.toml), both part of `make test`
 lint: venv
 	PATH="$(BIN):$$PATH" $(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
 
 bench: venv
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/group_sampling.py

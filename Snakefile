@@ -13,7 +13,6 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-
 include: "rules/common.smk"
 
 
@@ -48,6 +47,6 @@ include: "rules/ablation.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -10,6 +10,15 @@ rule ablation_variant:
         pipeline=pipeline_dir,
     output:
         directory("results/{dataset}/images/variant_{variant}/ipc{ipc}/{cls}"),
+    log:
+        "logs/{dataset}/ablation_variant/{variant}/ipc{ipc}/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/ablation_variant/{variant}/ipc{ipc}/{cls}.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
+    resources:
+        gpu=1,
     params:
         timestep=config["select"]["timestep"],
         m=variant_setting("m"),
@@ -24,15 +33,6 @@ rule ablation_variant:
         seed=config["seed"],
         device=config["device"],
         code=code_version("variants"),
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/ablation_variant/{variant}/ipc{ipc}/{cls}.log",
-    benchmark:
-        "benchmarks/{dataset}/ablation_variant/{variant}/ipc{ipc}/{cls}.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr ablation-variant --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --latents {input.latents:q} --gaussian {input.gaussian:q} --ipc {wildcards.ipc} --seed {params.seed}"
@@ -50,12 +50,12 @@ rule ablation_table:
         md=report("results/{dataset}/tables/ablation.md", caption="../report/ablation.rst", category="Tables"),
         png=report("results/{dataset}/figures/ablation.png", caption="../report/ablation.rst", category="Figures"),
         pdf="results/{dataset}/figures/ablation.pdf",
-    params:
-        variants=lambda wc: json.dumps(ablation_variants()),
     log:
         "logs/{dataset}/ablation_table.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        variants=lambda wc: json.dumps(ablation_variants()),
     shell:
         "python -m d3hr ablation-table --variants {params.variants:q} --csv {output.csv:q} --md {output.md:q}"
         " --png {output.png:q} --pdf {output.pdf:q} {input:q} > {log:q} 2>&1"

@@ -10,7 +10,6 @@ from d3hr.data import IMAGE_EXTENSIONS
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-
 validate(config, schema="../config/schema.yaml")
 try:
     check_semantics(config)
@@ -54,7 +53,9 @@ def class_input(dataset, split, cls):
         return str(folder)
     if not folder.is_dir():
         raise WorkflowError(f"{folder}: class folder not found")
-    files = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    files = sorted(
+        str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
     if not files:
         raise WorkflowError(f"{folder}: empty class folder (no image files); add its images or remove the class")
     return files
@@ -127,7 +128,11 @@ def eval_files_of_ipc(wc):
     methods = ["full"] if wc.ipc == "all" else [m for m in e["methods"] if m != "full"]
     return expand(
         "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
-        dataset=wc.dataset, method=methods, ipc=wc.ipc, student=e["students"], seed=e["seeds"],
+        dataset=wc.dataset,
+        method=methods,
+        ipc=wc.ipc,
+        student=e["students"],
+        seed=e["seeds"],
     )
 
 
@@ -223,8 +228,9 @@ def benchmark_files(wc):
     for v in ablation_variants():
         i = config["ablation"]["ipc"]
         out += [f"{b}/ablation_variant/{v}/ipc{i}/{c}.tsv" for c in classes]
-        out += expand(f"{b}/eval/variant_{v}/ipc{i}/{{student}}-seed{{seed}}.tsv", student=e["students"],
-                      seed=e["seeds"])
+        out += expand(
+            f"{b}/eval/variant_{v}/ipc{i}/{{student}}-seed{{seed}}.tsv", student=e["students"], seed=e["seeds"]
+        )
     return out
 
 
@@ -256,8 +262,11 @@ def ablation_eval_files(wc):
     base = [m for m in ("d3hr", "d3hr_nogroup", "dit_noise", "random_real") if m in eval_methods()]
     return expand(
         "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
-        dataset=wc.dataset, method=base + [f"variant_{v}" for v in ablation_variants()], ipc=ipc,
-        student=EVAL["students"], seed=EVAL["seeds"],
+        dataset=wc.dataset,
+        method=base + [f"variant_{v}" for v in ablation_variants()],
+        ipc=ipc,
+        student=EVAL["students"],
+        seed=EVAL["seeds"],
     )
 
 
@@ -265,8 +274,14 @@ def figure_targets(name):
     if not figures_on():
         return []
     r = f"results/{name}"
-    out = [f"{r}/figures/normality.png", f"{r}/figures/group_sampling.png", f"{r}/figures/storage.png",
-           f"{r}/figures/samples_ipc{grid_ipc(config)}.png", f"{r}/tables/costs.md", f"{r}/tables/teacher_check.csv"]
+    out = [
+        f"{r}/figures/normality.png",
+        f"{r}/figures/group_sampling.png",
+        f"{r}/figures/storage.png",
+        f"{r}/figures/samples_ipc{grid_ipc(config)}.png",
+        f"{r}/tables/costs.md",
+        f"{r}/tables/teacher_check.csv",
+    ]
     if ablation_on():
         out.append(f"{r}/figures/timestep.png")
     if eval_methods():

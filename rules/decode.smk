@@ -1,4 +1,4 @@
-# Decoding: D3HR's selected latents, and the latent baselines, into images (one folder per method, IPC, class).
+# Decoding into images: the selected latents of D3HR and the latent baselines (one folder per method, IPC, class).
 
 
 rule decode:
@@ -7,8 +7,17 @@ rule decode:
         pipeline=pipeline_dir,
     output:
         directory("results/{dataset}/images/{method}/ipc{ipc}/{cls}"),
+    log:
+        "logs/{dataset}/decode/{method}/ipc{ipc}/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/decode/{method}/ipc{ipc}/{cls}.tsv"
     wildcard_constraints:
         method="d3hr|d3hr_nogroup|dit_noise|kmeans|kmeans_vae",
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
+    resources:
+        gpu=1,
     params:
         latents_name=lambda wc: "random_latents" if wc.method == "d3hr_nogroup" else "latents",
         guidance=config["decode"]["guidance_scale"],
@@ -18,15 +27,6 @@ rule decode:
         start=config["decode"]["start"],
         device=config["device"],
         code=code_version("decode"),
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/decode/{method}/ipc{ipc}/{cls}.log",
-    benchmark:
-        "benchmarks/{dataset}/decode/{method}/ipc{ipc}/{cls}.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr decode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --selected {input.latents:q} --latents-name {params.latents_name} --guidance {params.guidance}"

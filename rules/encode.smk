@@ -4,6 +4,16 @@ rule encode:
         pipeline=pipeline_dir,
     output:
         "results/{dataset}/latents/{cls}.h5",
+    log:
+        "logs/{dataset}/encode/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/encode/{cls}.tsv"
+    priority: 3  # the chain every D3HR job waits for
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
+    resources:
+        gpu=1,
     params:
         class_dir=lambda wc: f"{dataset_root_of(wc)}/train/{wc.cls}",
         resolution=lambda wc: ds(wc)["resolution"],
@@ -14,16 +24,6 @@ rule encode:
         seed=config["seed"],
         device=config["device"],
         code=code_version("encode"),
-    priority: 3  # the chain every D3HR job waits for
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/encode/{cls}.log",
-    benchmark:
-        "benchmarks/{dataset}/encode/{cls}.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr encode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --class-dir {params.class_dir:q} --resolution {params.resolution} --channels {params.channels}"

@@ -8,6 +8,15 @@ rule evaluate:
         teacher=teacher_path,
     output:
         "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
+    log:
+        "logs/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.log",
+    benchmark:
+        "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         class_dirs=eval_class_dirs,
         val_dirs=lambda wc: [f"{dataset_root_of(wc)}/val/{c}" for c in CLASSES[wc.dataset]],
@@ -24,15 +33,6 @@ rule evaluate:
         cosine_to=lambda wc: EVAL["cosine_to"],
         hard=lambda wc: "--hard-label" if EVAL["hard_label"] else "",
         code=code_version("evaluate"),
-    threads: 1
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.log",
-    benchmark:
-        "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr evaluate --threads {threads} --class-dirs {params.class_dirs:q} --val-dirs {params.val_dirs:q}"
         " --labels {params.labels} --teacher {input.teacher:q} --student {wildcards.student}"

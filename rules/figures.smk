@@ -9,6 +9,15 @@ rule ablation_timestep:
         teacher=teacher_path,
     output:
         "results/{dataset}/ablation/timestep/{cls}.h5",
+    log:
+        "logs/{dataset}/ablation_timestep/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/ablation_timestep/{cls}.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
+    resources:
+        gpu=1,
     params:
         ipc=lambda wc: ablation_cfg().get("ipc", 10),
         m=lambda wc: ablation_cfg().get("m", 10000),
@@ -22,15 +31,6 @@ rule ablation_timestep:
         seed=config["seed"],
         device=config["device"],
         code=code_version("ablation"),
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/ablation_timestep/{cls}.log",
-    benchmark:
-        "benchmarks/{dataset}/ablation_timestep/{cls}.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr ablation-timestep --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --gaussian {input.gaussian:q} --teacher {input.teacher:q} --timesteps {params.timesteps}"
@@ -49,15 +49,17 @@ rule fig_normality:
         png=report("results/{dataset}/figures/normality.png", caption="../report/normality.rst", category="Figures"),
         pdf="results/{dataset}/figures/normality.pdf",
         qq="results/{dataset}/figures/normality_qq.csv",
-        table=report("results/{dataset}/tables/normality.csv", caption="../report/normality_table.rst", category="Tables"),
-    params:
-        timestep=config["select"]["timestep"],
-        dims=lambda wc: figures_cfg().get("qq_dims", 4),
-        code=code_version("figures"),
+        table=report(
+            "results/{dataset}/tables/normality.csv", caption="../report/normality_table.rst", category="Tables"
+        ),
     log:
         "logs/{dataset}/figures/normality.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        timestep=config["select"]["timestep"],
+        dims=lambda wc: figures_cfg().get("qq_dims", 4),
+        code=code_version("figures"),
     shell:
         "python -m d3hr fig-normality --gaussian {input.gaussian:q} --qq-latents {input.qq_latents:q}"
         " --qq-inverted {input.qq_inverted:q} --timestep {params.timestep} --qq-dims {params.dims}"
@@ -68,16 +70,19 @@ rule fig_accuracy:
     input:
         "results/{dataset}/tables/accuracy.csv",
     output:
-        png=report("results/{dataset}/figures/accuracy_vs_ipc.png", caption="../report/accuracy_vs_ipc.rst",
-                   category="Figures"),
+        png=report(
+            "results/{dataset}/figures/accuracy_vs_ipc.png",
+            caption="../report/accuracy_vs_ipc.rst",
+            category="Figures",
+        ),
         pdf="results/{dataset}/figures/accuracy_vs_ipc.pdf",
         data="results/{dataset}/figures/accuracy_vs_ipc.csv",
-    params:
-        code=code_version("figures"),
     log:
         "logs/{dataset}/figures/accuracy_vs_ipc.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        code=code_version("figures"),
     shell:
         "python -m d3hr fig-accuracy --accuracy {input:q} --png {output.png:q} --pdf {output.pdf:q} --data {output.data:q}"
         " > {log:q} 2>&1"
@@ -90,13 +95,13 @@ rule fig_timestep:
         png=report("results/{dataset}/figures/timestep.png", caption="../report/timestep.rst", category="Figures"),
         pdf="results/{dataset}/figures/timestep.pdf",
         data="results/{dataset}/figures/timestep.csv",
-    params:
-        timestep=config["select"]["timestep"],
-        code=code_version("figures"),
     log:
         "logs/{dataset}/figures/timestep.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        timestep=config["select"]["timestep"],
+        code=code_version("figures"),
     shell:
         "python -m d3hr fig-timestep --ablation {input:q} --timestep {params.timestep} --png {output.png:q}"
         " --pdf {output.pdf:q} --data {output.data:q} > {log:q} 2>&1"
@@ -109,18 +114,19 @@ rule fig_group_sampling:
         ),
         accuracy=group_sampling_accuracy,
     output:
-        png=report("results/{dataset}/figures/group_sampling.png", caption="../report/group_sampling.rst",
-                   category="Figures"),
+        png=report(
+            "results/{dataset}/figures/group_sampling.png", caption="../report/group_sampling.rst", category="Figures"
+        ),
         pdf="results/{dataset}/figures/group_sampling.pdf",
         curve="results/{dataset}/figures/group_sampling_best_vs_m.csv",
         summary="results/{dataset}/figures/group_sampling_summary.csv",
-    params:
-        accuracy=lambda wc, input: f"--accuracy {input.accuracy}" if input.accuracy else "",
-        code=code_version("figures"),
     log:
         "logs/{dataset}/figures/group_sampling.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        accuracy=lambda wc, input: f"--accuracy {input.accuracy}" if input.accuracy else "",
+        code=code_version("figures"),
     shell:
         "python -m d3hr fig-group-sampling --selected {input.selected:q} {params.accuracy} --png {output.png:q}"
         " --pdf {output.pdf:q} --curve {output.curve:q} --summary {output.summary:q} > {log:q} 2>&1"
@@ -130,19 +136,20 @@ rule fig_samples:
     input:
         lambda wc: image_dirs(wc.dataset, image_methods(), [wc.ipc], grid_classes(wc)),
     output:
-        png=report("results/{dataset}/figures/samples_ipc{ipc}.png", caption="../report/samples.rst",
-                   category="Figures"),
+        png=report(
+            "results/{dataset}/figures/samples_ipc{ipc}.png", caption="../report/samples.rst", category="Figures"
+        ),
         pdf="results/{dataset}/figures/samples_ipc{ipc}.pdf",
         data="results/{dataset}/figures/samples_ipc{ipc}.csv",
+    log:
+        "logs/{dataset}/figures/samples_ipc{ipc}.log",
+    conda:
+        "../envs/d3hr.yaml"
     params:
         methods=lambda wc: image_methods(),
         classes=grid_classes,
         per_class=lambda wc: figures_cfg().get("grid_per_class", 5),
         code=code_version("figures"),
-    log:
-        "logs/{dataset}/figures/samples_ipc{ipc}.log",
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr fig-samples --images-root results/{wildcards.dataset}/images --methods {params.methods}"
         " --classes {params.classes:q} --ipc {wildcards.ipc} --per-class {params.per_class} --png {output.png:q}"
@@ -157,14 +164,14 @@ rule fig_storage:
         png=report("results/{dataset}/figures/storage.png", caption="../report/storage.rst", category="Figures"),
         pdf="results/{dataset}/figures/storage.pdf",
         table=report("results/{dataset}/tables/storage.csv", caption="../report/storage_table.rst", category="Tables"),
-    params:
-        ipcs=config["select"]["ipc"],
-        classes=classes_of,
-        code=code_version("figures"),
     log:
         "logs/{dataset}/figures/storage.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        ipcs=config["select"]["ipc"],
+        classes=classes_of,
+        code=code_version("figures"),
     shell:
         "python -m d3hr fig-storage --gaussian {input.gaussian:q} --images-root results/{wildcards.dataset}/images/d3hr"
         " --ipcs {params.ipcs} --classes {params.classes:q} --png {output.png:q} --pdf {output.pdf:q}"
@@ -177,13 +184,13 @@ rule cost_table:
     output:
         csv="results/{dataset}/tables/costs.csv",
         md=report("results/{dataset}/tables/costs.md", caption="../report/costs.rst", category="Tables"),
-    params:
-        n_classes=lambda wc: len(CLASSES[wc.dataset]),
-        code=code_version("figures"),
     log:
         "logs/{dataset}/tables/costs.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        n_classes=lambda wc: len(CLASSES[wc.dataset]),
+        code=code_version("figures"),
     shell:
         "python -m d3hr cost-table --root benchmarks/{wildcards.dataset} --n-classes {params.n_classes} --csv {output.csv:q}"
         " --md {output.md:q} {input:q} > {log:q} 2>&1"
@@ -195,6 +202,10 @@ rule teacher_table:
         teacher=teacher_path,
     output:
         report("results/{dataset}/tables/teacher_check.csv", caption="../report/teacher_check.rst", category="Tables"),
+    log:
+        "logs/{dataset}/tables/teacher_check.log",
+    conda:
+        "../envs/d3hr.yaml"
     params:
         methods=lambda wc: image_methods(),
         ipcs=config["select"]["ipc"],
@@ -203,10 +214,6 @@ rule teacher_table:
         resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
         channels=lambda wc: ds(wc)["channels"],
         code=code_version("figures"),
-    log:
-        "logs/{dataset}/tables/teacher_check.log",
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr teacher-table --teacher {input.teacher:q} --images-root results/{wildcards.dataset}/images"
         " --methods {params.methods} --ipcs {params.ipcs} --classes {params.classes:q} --labels {params.labels}"

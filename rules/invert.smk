@@ -4,6 +4,16 @@ rule invert:
         pipeline=pipeline_dir,
     output:
         "results/{dataset}/inverted/{cls}.h5",
+    log:
+        "logs/{dataset}/invert/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/invert/{cls}.tsv"
+    priority: 3  # the chain every D3HR job waits for
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
+    resources:
+        gpu=1,
     params:
         label=model_label_of,
         timesteps=config["invert"]["keep_timesteps"],
@@ -12,16 +22,6 @@ rule invert:
         batch_size=config["invert"]["batch_size"],
         device=config["device"],
         code=code_version("invert"),
-    priority: 3  # the chain every D3HR job waits for
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/invert/{cls}.log",
-    benchmark:
-        "benchmarks/{dataset}/invert/{cls}.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr invert --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
         " --latents {input.latents:q} --cls {wildcards.cls:q} --label {params.label}"

@@ -9,6 +9,16 @@ rule train_ldm:
         split_images("train"),
     output:
         directory("results/{dataset}/models/pipeline"),
+    log:
+        "logs/{dataset}/train_ldm.log",
+    benchmark:
+        "benchmarks/{dataset}/train_ldm.tsv"
+    priority: 10  # the longest job and the root of every D3HR chain: start it first
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         root=dataset_root_of,
         classes=classes_of,
@@ -16,31 +26,15 @@ rule train_ldm:
         channels=lambda wc: ds(wc)["channels"],
         vae=json.dumps(config.get("train", {}).get("vae", {})),
         dit=json.dumps(
-            {
-                k: v
-                for k, v in config.get("train", {}).get("dit", {}).items()
-                if k in DIT_TRAIN_KEYS
-            }
+            {k: v for k, v in config.get("train", {}).get("dit", {}).items() if k in DIT_TRAIN_KEYS}
             | {
                 "dit_kwargs": {
-                    k: v
-                    for k, v in config.get("train", {}).get("dit", {}).items()
-                    if k not in DIT_TRAIN_KEYS
+                    k: v for k, v in config.get("train", {}).get("dit", {}).items() if k not in DIT_TRAIN_KEYS
                 }
             }
         ),
         seed=config["seed"],
         code=code_version("train_ldm"),
-    priority: 10  # the longest job and the root of every D3HR chain: start it first
-    threads: 2
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/train_ldm.log",
-    benchmark:
-        "benchmarks/{dataset}/train_ldm.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr train-ldm --threads {threads} --root {params.root:q} --classes {params.classes:q}"
         " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
@@ -53,6 +47,16 @@ rule train_teacher:
         split_images("val"),
     output:
         "results/{dataset}/models/teacher.pt",
+    log:
+        "logs/{dataset}/train_teacher.log",
+    benchmark:
+        "benchmarks/{dataset}/train_teacher.tsv"
+    priority: 5
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         root=dataset_root_of,
         classes=classes_of,
@@ -61,16 +65,6 @@ rule train_teacher:
         t=config.get("train", {}).get("teacher", {}),
         seed=config["seed"],
         code=code_version("train_teacher"),
-    priority: 5
-    threads: 2
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/train_teacher.log",
-    benchmark:
-        "benchmarks/{dataset}/train_teacher.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr train-teacher --threads {threads} --root {params.root:q} --classes {params.classes:q}"
         " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
@@ -90,6 +84,15 @@ rule model_quality:
             caption="../report/dit_samples.rst",
             category="Models",
         ),
+    log:
+        "logs/{dataset}/model_quality.log",
+    benchmark:
+        "benchmarks/{dataset}/model_quality.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         root=dataset_root_of,
         classes=classes_of,
@@ -100,15 +103,6 @@ rule model_quality:
         steps=config["invert"]["num_inference_steps"],
         seed=config["seed"],
         code=code_version("quality"),
-    threads: 2
-    resources:
-        gpu=1,
-    log:
-        "logs/{dataset}/model_quality.log",
-    benchmark:
-        "benchmarks/{dataset}/model_quality.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr quality --threads {threads} --root {params.root:q} --classes {params.classes:q}"
         " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"

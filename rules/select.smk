@@ -3,6 +3,16 @@ rule select:
         "results/{dataset}/gaussian/{cls}.h5",
     output:
         "results/{dataset}/selected/ipc{ipc}/{cls}.h5",
+    log:
+        "logs/{dataset}/select/ipc{ipc}/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/select/ipc{ipc}/{cls}.tsv"
+    priority: 1  # the chain every D3HR job waits for
+    conda:
+        "../envs/d3hr.yaml"
+    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
+    resources:
+        mem_mb=1000,
     params:
         m=config["select"]["m"],
         timestep=config["select"]["timestep"],
@@ -11,16 +21,6 @@ rule select:
         skew_mode=config["select"]["skew_mode"],
         seed=config["seed"],
         code=code_version("select"),
-    priority: 1  # the chain every D3HR job waits for
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
-    resources:
-        mem_mb=1000,
-    log:
-        "logs/{dataset}/select/ipc{ipc}/{cls}.log",
-    benchmark:
-        "benchmarks/{dataset}/select/ipc{ipc}/{cls}.tsv"
-    conda:
-        "../envs/d3hr.yaml"
     shell:
         "python -m d3hr select --threads {threads} --gaussian {input:q} --ipc {wildcards.ipc} --m {params.m}"
         " --timestep {params.timestep} --chunk-groups {params.chunk_groups} --seed {params.seed}"
