@@ -7,7 +7,7 @@ CORES ?= all
 BIN := $(abspath $(VENV))/bin
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test venv lint bench clean readme-figures
+.PHONY: run test venv lint bench clean readme-figures config-readme
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ readme-figures:
 	mkdir -p docs/figures
 	cp results/animal_mnist/figures/*.png docs/figures/
 	$(BIN)/python docs/make_results.py
+
+# config/README.md from the schema's descriptions (tests/test_config.py checks that they agree)
+config-readme:
+	$(BIN)/python -c "from d3hr.config import schema_markdown; print(schema_markdown(), end='')" > config/README.md
 
 clean:
 	rm -rf results logs benchmarks data .snakemake

@@ -139,3 +139,72 @@ def model_labels(name: str, ds: dict, classes: list[str]) -> dict[str, int]:
         return {c: names[c] for c in classes}
     on_disk = {c: k for k, c in enumerate(list_classes(Path(dataset_root(name, ds)) / "train"))}
     return {c: on_disk[c] for c in classes}
+
+
+def _schema_leaves(node: dict, path: str, defs: dict):
+    """(dotted key, schema) of every leaf of the schema; `<name>` stands for a user-chosen key."""
+    if "$ref" in node:
+        node = {**defs[node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    props = node.get("properties")
+    extra = node.get("additionalProperties")
+    if props:
+        for key, sub in props.items():
+            yield from _schema_leaves(sub, f"{path}.{key}" if path else key, defs)
+    elif isinstance(extra, dict) and extra.get("type") == "object":
+        yield from _schema_leaves(extra, f"{path}.<name>", defs)
+    else:
+        yield path, node
+    if props and isinstance(extra, dict):
+        yield from _schema_leaves(extra, f"{path}.<name>", defs)
+
+
+def schema_markdown(schema=SCHEMA) -> str:
+    """config/README.md: every key of the schema with its type, allowed values, default and description."""
+    import json
+
+    import yaml
+
+    s = yaml.safe_load(Path(schema).read_text())
+
+    def fmt(v):
+        return json.dumps(v) if not isinstance(v, str) else v
+
+    rows = []
+    for key, node in _schema_leaves(s, "", s.get("definitions", {})):
+        typ = " or ".join(_type_name(o) for o in node["oneOf"]) if "oneOf" in node else _type_name(node)
+        allowed = []
+        if "enum" in node:
+            allowed.append(" / ".join(fmt(v) for v in node["enum"]))
+        for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+            if k in node:
+                allowed.append(f"{op} {node[k]}")
+        allowed += [" / ".join(fmt(v) for v in o["enum"]) for o in node.get("oneOf", []) if "enum" in o]
+        default = fmt(node["default"]) if "default" in node else "required" if _required(s, key) else ""
+        desc = node.get("description", "").replace("|", "\\|")
+        rows.append(f"| `{key}` | {typ} | {', '.join(allowed)} | {default} | {desc} |")
+    return ("# Configuration keys\n\n"
+            "Generated from `config/schema.yaml` by `make config-readme` (tests/test_config.py checks that this file\n"
+            "and the schema agree). Every value is validated against the schema when the workflow starts; cross-field\n"
+            "rules (timesteps on the DDIM grid, the selected timestep among the kept ones, classes present on disk)\n"
+            "are checked by `d3hr.config.check_semantics`. `config.yaml` is the embedded default, `imagenet.yaml`\n"
+            "the paper's ImageNet-1K setting. `<name>` is a key you choose (a dataset, an ablation variant).\n\n"
+            "| key | type | allowed | default | description |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def _type_name(node: dict) -> str:
+    typ = node.get("type", "integer" if "$ref" in node else "object")
+    if typ == "array":
+        return f"list of {_type_name(node.get('items', {}))}"
+    return " or ".join(typ) if isinstance(typ, list) else typ
+
+
+def _required(schema: dict, dotted: str) -> bool:
+    node, parts = schema, dotted.split(".")
+    for i, part in enumerate(parts):
+        if part == "<name>":
+            node = node.get("additionalProperties", {})
+            continue
+        if part not in node.get("required", []) and i == len(parts) - 1:
+            return False
+        node = node.get("properties", {}).get(part, {})
+    return True
