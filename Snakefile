@@ -31,6 +31,8 @@ localrules:
     cost_table,
     teacher_table,
     ablation_table,
+    representativeness,
+    label_robust_table,
 
 
 include: "rules/data.smk"
@@ -44,6 +46,7 @@ include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 include: "rules/ablation.smk"
+include: "rules/metrics.smk"
 
 
 rule all:

@@ -35,6 +35,8 @@ STAGE_MODULES = {
     "ablation": ["ablation", "group_sampling", "decode", "ddim", "models", "nets", "data", "seeds"],
     "figures": ["figures", "data", "nets", "methods"],
     "variants": ["variants", "group_sampling", "decode", "ddim", "gaussian", "models", "seeds"],
+    "metrics": ["metrics", "data", "nets", "models", "seeds"],
+    "metric_tables": ["tables", "figures", "methods"],
 }
 
 

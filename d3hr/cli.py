@@ -312,6 +312,48 @@ def cmd_teacher_table(a):
     write_csv(teacher_check_table(a.teacher, sets, dict(zip(a.classes, a.labels)), a.resolution, a.channels), a.out)
 
 
+def cmd_features(a):
+    from .device import pick_device
+    from .metrics import real_features
+
+    _threads(a.threads)
+    shapes = real_features(a.class_dir, a.teacher, a.pipeline, a.out, a.resolution, a.channels, a.max_images, a.seed,
+                           device=str(pick_device(a.device)))
+    print(f"[d3hr] features of {a.class_dir}: {shapes}", file=sys.stderr)
+
+
+def cmd_set_scores(a):
+    from .device import pick_device
+    from .h5io import atomic_output
+    from .metrics import class_scores
+
+    _threads(a.threads)
+    sets = []
+    for spec in a.sets:
+        method, ipc, folder = spec.split(":", 2)
+        sets.append((method, ipc, folder))
+    import pandas as pd
+
+    rows = class_scores(a.features, sets, a.teacher, a.pipeline, a.resolution, a.channels, a.k,
+                        device=str(pick_device(a.device)))
+    with atomic_output(a.out) as tmp:
+        pd.DataFrame(rows).assign(cls=a.cls).to_csv(tmp, index=False)
+
+
+def cmd_representativeness(a):
+    from .figures import plot_representativeness
+    from .tables import write_representativeness
+
+    write_representativeness(a.scores, a.accuracy, a.csv, a.md, a.corr_csv, a.corr_md)
+    plot_representativeness(a.csv, a.png, a.pdf)
+
+
+def cmd_label_robust(a):
+    from .tables import write_label_robust
+
+    write_label_robust(a.csvs, a.csv, a.md, a.weight)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="d3hr", description=__doc__)
     p.add_argument("--version", action="version", version=f"d3hr {__version__}")
@@ -493,6 +535,42 @@ def build_parser():
     s = stage("tables", cmd_tables, "tidy CSVs -> accuracy.csv, accuracy.md, accuracy.tex")
     s.add_argument("csvs", nargs="+")
     s.add_argument("--out-dir", required=True)
+
+    s = stage("features", cmd_features, "teacher and VAE features of one class's real images -> HDF5")
+    s.add_argument("--class-dir", required=True)
+    s.add_argument("--teacher", required=True)
+    s.add_argument("--pipeline", required=True)
+    s.add_argument("--resolution", type=int, required=True)
+    s.add_argument("--channels", type=int, required=True)
+    s.add_argument("--max-images", type=int, required=True, help="0: all; else a seeded subsample")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--device", required=True)
+    s.add_argument("--out", required=True)
+
+    s = stage("set-scores", cmd_set_scores, "MMD, coverage, diversity of one class's distilled sets -> CSV")
+    s.add_argument("--features", required=True, help="the class's real features (d3hr features)")
+    s.add_argument("--sets", nargs="+", required=True, help="METHOD:IPC:FOLDER of each distilled set of the class")
+    s.add_argument("--cls", required=True)
+    s.add_argument("--teacher", required=True)
+    s.add_argument("--pipeline", required=True)
+    s.add_argument("--resolution", type=int, required=True)
+    s.add_argument("--channels", type=int, required=True)
+    s.add_argument("--k", type=int, required=True, help="coverage: the k of the real images' k-NN radius")
+    s.add_argument("--device", required=True)
+    s.add_argument("--out", required=True)
+
+    s = stage("representativeness", cmd_representativeness,
+              "per-class set scores + accuracy -> tables and the representativeness x diversity figure")
+    s.add_argument("scores", nargs="+")
+    s.add_argument("--accuracy", required=True, help="tables/accuracy.csv")
+    for flag in ("--csv", "--md", "--corr-csv", "--corr-md", "--png", "--pdf"):
+        s.add_argument(flag, required=True)
+
+    s = stage("label-robust", cmd_label_robust, "soft- and hard-label runs -> HLR, IOR, LRS table")
+    s.add_argument("csvs", nargs="+")
+    s.add_argument("--weight", type=float, required=True, help="w of LRS's alpha = w IOR - (1 - w) HLR")
+    s.add_argument("--csv", required=True)
+    s.add_argument("--md", required=True)
 
     s = stage("ablation-variant", cmd_ablation_variant,
               "one class under one ablation variant: (re-invert,) select and decode IPC latents -> PNGs")

@@ -552,3 +552,37 @@ def teacher_check_table(teacher_path, sets: dict, labels: dict, resolution: int,
     df = pd.DataFrame(rows)
     return df.sort_values(["ipc", "method"], key=lambda c: c.map(_ipc_order) if c.name == "ipc" else
                           c.map(lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ representativeness x diversity (docs/method.md §7)
+
+
+def plot_representativeness(rep_csv, png, pdf):
+    """Each method at each IPC on the representativeness (MMD to the real class, lower is better) x diversity (mean
+    distance within the set over the real images' own) plane; rows: teacher features, VAE latents."""
+    import matplotlib.pyplot as plt
+
+    style()
+    rep = pd.read_csv(rep_csv, dtype={"ipc": str})
+    rep = rep[rep.diversity_ratio.notna()]  # diversity needs 2+ images per class
+    spaces = [s for s in ("teacher", "vae") if s in set(rep.space)]
+    ipcs = sorted(set(rep.ipc), key=_ipc_order)
+    if not spaces or not ipcs:
+        raise ValueError(f"{rep_csv}: no IPC with 2+ images per class: nothing to plot")
+    fig, axes = plt.subplots(len(spaces), len(ipcs), figsize=(4.2 * len(ipcs) + 2.5, 3.8 * len(spaces)), squeeze=False)
+    names = {"teacher": "teacher features", "vae": "VAE latents"}
+    for r, space in enumerate(spaces):
+        for c, ipc in enumerate(ipcs):
+            ax, d = axes[r, c], rep[(rep.space == space) & (rep.ipc == ipc)]
+            for method in ordered(d.method):
+                g = d[d.method == method].iloc[0]
+                ax.errorbar(g.mmd, g.diversity_ratio, xerr=g.mmd_std, yerr=g.diversity_ratio_std, fmt="o", ms=8,
+                            capsize=2, color=METHOD_COLORS.get(method, "0.5"), label=label(method),
+                            zorder=3 if method == "d3hr" else 2)
+            ax.axhline(1.0, color="0.4", ls=":", lw=1)
+            ax.set(title=f"IPC {ipc}, {names[space]}", xlabel="MMD to the real class (lower: more representative)",
+                   ylabel="diversity / real images' own" if c == 0 else "")
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), title="mean ± std over classes")
+    fig.tight_layout()
+    save(fig, png, pdf)

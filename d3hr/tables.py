@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .h5io import atomic_output
 from .methods import ordered
 
-COLUMNS = ["method", "ipc", "student", "seed", "top1", "top5", "top1_best_last10pct", "best_step", "steps",
-           "n_train_images", "train_seconds"]
+COLUMNS = ["method", "ipc", "student", "seed", "hard_label", "top1", "top5", "top1_best_last10pct", "best_step",
+           "steps", "n_train_images", "train_seconds"]
 
 
 def collect(files) -> pd.DataFrame:
@@ -42,8 +43,17 @@ def _wide(s: pd.DataFrame, fmt) -> pd.DataFrame:
     return w.loc[order].fillna("")
 
 
-def write_tables(csvs, out_dir):
+def read_eval_csvs(csvs) -> pd.DataFrame:
+    """The collected runs; `hard_label` is False where a file predates the column."""
     df = pd.concat([pd.read_csv(c, dtype={"ipc": str}) for c in csvs], ignore_index=True)
+    df["hard_label"] = df["hard_label"].fillna(False).astype(bool) if "hard_label" in df else False
+    return df
+
+
+def write_tables(csvs, out_dir):
+    """The accuracy tables of the soft-label students (the paper's protocol); hard-label runs: `label_robust`."""
+    df = read_eval_csvs(csvs)
+    df = df[~df.hard_label]
     df = df.sort_values(["method", "ipc", "student", "seed"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else c)
     out_dir = Path(out_dir)
     s = summary(df)
@@ -66,3 +76,104 @@ def write_tables(csvs, out_dir):
     with atomic_output(out_dir / "accuracy.csv") as tmp:
         df.to_csv(tmp, index=False)
     return df, s
+
+
+def _write_md_csv(df: pd.DataFrame, md_lines: list[str], csv, md):
+    with atomic_output(csv) as tmp:
+        df.to_csv(tmp, index=False)
+    with atomic_output(md) as tmp:
+        tmp.write_text("\n".join(md_lines) + "\n")
+
+
+def _md_table(df: pd.DataFrame, fmt: dict) -> list[str]:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(fmt.get(c, str)(r[c]) if pd.notna(r[c]) else "" for c in cols) + " |")
+    return lines
+
+
+def label_robust(df: pd.DataFrame, w: float = 0.5) -> pd.DataFrame:
+    """DD-Ranking's label-robust scores per method x IPC x student, paired by seed, as fractions of 1:
+    HLR = acc(full, hard) - acc(set, hard); IOR = acc(set, soft) - acc(random_real, soft) at the same IPC;
+    alpha = w IOR - (1 - w) HLR; LRS = (e^alpha - e^-1) / (e - e^-1) (in [0, 1]). Mean and std over seeds."""
+    key = ["method", "ipc", "student", "seed"]
+    soft = df[~df.hard_label].set_index(key).top1
+    hard = df[df.hard_label].set_index(key).top1
+    full_hard = hard.xs("full", level="method").droplevel("ipc") if "full" in hard.index.get_level_values(0) else None
+    rows = []
+    for (method, ipc, student, seed), acc_soft in soft.items():
+        if method in ("full",) or (method, ipc, student, seed) not in hard.index:
+            continue
+        rnd = soft.get(("random_real", ipc, student, seed))
+        fh = full_hard.get((student, seed)) if full_hard is not None else None
+        hlr = fh - hard[(method, ipc, student, seed)] if fh is not None else float("nan")
+        ior = acc_soft - rnd if rnd is not None else float("nan")
+        alpha = w * ior - (1 - w) * hlr
+        lrs = (np.exp(alpha) - np.exp(-1)) / (np.exp(1) - np.exp(-1))
+        rows.append({"method": method, "ipc": ipc, "student": student, "seed": seed, "soft": acc_soft,
+                     "hard": hard[(method, ipc, student, seed)], "hlr": hlr, "ior": ior, "lrs": lrs})
+    r = pd.DataFrame(rows, columns=["method", "ipc", "student", "seed", "soft", "hard", "hlr", "ior", "lrs"])
+    g = r.groupby(["method", "ipc", "student"])[["soft", "hard", "hlr", "ior", "lrs"]]
+    out = g.mean().join(g.std(ddof=1).add_suffix("_std")).join(g.size().rename("n")).reset_index()
+    rank = {m: i for i, m in enumerate(ordered(out.method.unique()))}
+    return out.sort_values(["ipc", "method"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else c.map(rank))
+
+
+def write_label_robust(csvs, csv, md, w: float = 0.5):
+    s = label_robust(read_eval_csvs(csvs), w)
+    view = s.assign(**{c: [f"{100 * m:.1f} ± {100 * d:.1f}" if n > 1 else f"{100 * m:.1f}"
+                           for m, d, n in zip(s[c], s[f"{c}_std"], s["n"])] for c in ("soft", "hard", "hlr", "ior")},
+                    lrs=[f"{m:.3f}" for m in s.lrs])[["method", "ipc", "student", "soft", "hard", "hlr", "ior", "lrs"]]
+    lines = _md_table(view, {}) + ["", f"Top-1 (%) with soft labels (the teacher's) and hard labels; HLR = full (hard) - set "
+                                      f"(hard), lower is better; IOR = set (soft) - random_real (soft), higher is better; "
+                                      f"LRS = (e^a - e^-1) / (e - e^-1), a = {w} IOR - {1 - w} HLR (accuracies as "
+                                      f"fractions), in [0, 1], higher is better (DD-Ranking). Mean ± std over seeds."]
+    _write_md_csv(s, lines, csv, md)
+    return s
+
+
+def representativeness(score_csvs) -> pd.DataFrame:
+    """Mean (and std) over classes of each method x IPC x space's MMD, coverage and diversity."""
+    df = pd.concat([pd.read_csv(c, dtype={"ipc": str}) for c in score_csvs], ignore_index=True)
+    df["diversity_ratio"] = df["diversity"] / df["diversity_real"]
+    g = df.groupby(["space", "ipc", "method"])[["mmd", "coverage", "diversity", "diversity_ratio"]]
+    out = g.mean().join(g.std(ddof=1).add_suffix("_std")).join(g.size().rename("n_classes")).reset_index()
+    return out.sort_values(["space", "ipc", "method"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else c)
+
+
+def metric_correlation(rep: pd.DataFrame, accuracy_csv) -> pd.DataFrame:
+    """Spearman's rank correlation, across methods x IPCs, between each score and the soft-label students' top-1 (all
+    IPCs pooled, and within each IPC)."""
+    acc = read_eval_csvs([accuracy_csv])
+    acc = acc[~acc.hard_label].groupby(["method", "ipc"]).top1.mean().rename("top1").reset_index()
+    j = rep.merge(acc, on=["method", "ipc"])
+    rows = []
+    for space, d in j.groupby("space"):
+        for scope, dd in [("all IPCs", d)] + [(f"IPC {i}", x) for i, x in d.groupby("ipc")]:
+            for metric in ("mmd", "coverage", "diversity"):
+                v = dd[[metric, "top1"]].dropna()
+                rho = v[metric].rank().corr(v["top1"].rank()) if len(v) > 2 else float("nan")
+                rows.append({"space": space, "scope": scope, "metric": metric, "spearman_rho": rho, "n": len(v)})
+    return pd.DataFrame(rows)
+
+
+def write_representativeness(score_csvs, accuracy_csv, out_csv, out_md, corr_csv, corr_md):
+    rep = representativeness(score_csvs)
+    f3 = lambda v: f"{v:.3f}"
+    view = rep[["space", "ipc", "method", "mmd", "coverage", "diversity", "diversity_ratio", "n_classes"]]
+    lines = _md_table(view, {"mmd": f3, "coverage": f3, "diversity": f3, "diversity_ratio": f3}) + [
+        "", "Per class against its real training images, mean over classes. MMD: Gaussian kernel, bandwidth the median "
+            "distance between the class's real images, biased estimate, square root (lower: more representative). "
+            "coverage: share of real images whose nearest image of the set is within their 5th-nearest real "
+            "neighbour's distance (higher: more of the class covered). diversity: mean distance between the set's images "
+            "(diversity_ratio: over the real images' own); undefined at IPC 1. Spaces: the teacher's penultimate "
+            "features, and the VAE latents (posterior mean)."]
+    _write_md_csv(rep, lines, out_csv, out_md)
+    corr = metric_correlation(rep, accuracy_csv)
+    lines = _md_table(corr, {"spearman_rho": lambda v: f"{v:+.2f}"}) + [
+        "", "Spearman's rank correlation between each set score and the soft-label student top-1 (mean over seeds), "
+            "across methods (and IPCs). A representative set should have low MMD (negative rho), high coverage "
+            "(positive rho)."]
+    _write_md_csv(corr, lines, corr_csv, corr_md)
+    return rep, corr

@@ -123,15 +123,21 @@ def eval_ipcs():
     return [str(i) for i in config["select"]["ipc"]] + (["all"] if "full" in e.get("methods", []) else [])
 
 
+def label_modes():
+    """`-hard` in a result's name marks a hard-label student; soft-label results keep the plain name."""
+    return [""] + (["-hard"] if "hard" in EVAL.get("labels", ["soft"]) else [])
+
+
 def eval_files_of_ipc(wc):
     e = EVAL
     methods = ["full"] if wc.ipc == "all" else [m for m in e["methods"] if m != "full"]
     return expand(
-        "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
+        "results/{dataset}/eval/{method}/ipc{ipc}/{student}{labels}-seed{seed}.json",
         dataset=wc.dataset,
         method=methods,
         ipc=wc.ipc,
         student=e["students"],
+        labels=label_modes(),
         seed=e["seeds"],
     )
 
@@ -146,6 +152,10 @@ def all_targets():
             out += expand("results/{dataset}/images/d3hr/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
         if eval_methods():
             out.append(f"results/{name}/tables/accuracy.md")
+        if "hard" in EVAL.get("labels", ["soft"]):
+            out.append(f"results/{name}/tables/label_robust.md")
+        if metrics_on():
+            out.append(f"results/{name}/tables/representativeness.md")
         out += figure_targets(name)
     return out
 
@@ -289,3 +299,23 @@ def figure_targets(name):
         if ablation_variants():
             out.append(f"{r}/tables/ablation.md")
     return out
+
+
+# ---------------------------------------------------------------- representativeness (rules/metrics.smk)
+
+
+def metrics_cfg():
+    return config.get("metrics") or {}
+
+
+def metrics_on():
+    return metrics_cfg().get("enabled", False) and bool(eval_methods())
+
+
+def metric_sets(wc):
+    """(method, IPC, image folder) of every distilled set of one class: the image methods at every IPC, the ablation
+    variants at theirs."""
+    sets = [(m, i) for m in image_methods() for i in config["select"]["ipc"]]
+    if config.get("ablation", {}).get("enabled"):
+        sets += [(f"variant_{v}", config["ablation"]["ipc"]) for v in ablation_variants()]
+    return [(m, str(i), f"results/{wc.dataset}/images/{m}/ipc{i}/{wc.cls}") for m, i in sets]

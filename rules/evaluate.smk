@@ -31,7 +31,7 @@ rule evaluate:
         mix=lambda wc: EVAL["mix"],
         temperature=lambda wc: EVAL["temperature"],
         cosine_to=lambda wc: EVAL["cosine_to"],
-        hard=lambda wc: "--hard-label" if EVAL["hard_label"] else "",
+        hard="",
         code=code_version("evaluate"),
     shell:
         "python -m d3hr evaluate --threads {threads} --class-dirs {params.class_dirs:q} --val-dirs {params.val_dirs:q}"
@@ -41,6 +41,18 @@ rule evaluate:
         " --steps {params.steps} --batch-size {params.batch_size} --lr {params.lr}"
         " --weight-decay {params.weight_decay} --mix {params.mix} --temperature {params.temperature}"
         " --cosine-to {params.cosine_to} {params.hard} --out {output:q} > {log:q} 2>&1"
+
+
+# The same student trained on the class labels alone (no teacher): for the label-robust scores (evaluate.labels).
+use rule evaluate as evaluate_hard with:
+    output:
+        "results/{dataset}/eval/{method}/ipc{ipc}/{student}-hard-seed{seed}.json",
+    log:
+        "logs/{dataset}/eval/{method}/ipc{ipc}/{student}-hard-seed{seed}.log",
+    benchmark:
+        "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-hard-seed{seed}.tsv"
+    params:
+        hard="--hard-label",
 
 
 rule collect_eval:

@@ -30,10 +30,11 @@ def tiny_config(root, pipeline, teacher, ipc=(1, 2), m=300, classes="all"):
         "evaluate": {"methods": ["d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full"],
                      "students": ["convnet_tiny"], "seeds": [0], "epochs": 1, "full_epochs": 1, "steps": 3, "full_steps": 3,
                      "batch_size": 8, "lr": 1e-3,
-                     "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "hard_label": False, "cosine_to": 0.5},
+                     "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "labels": ["soft", "hard"], "cosine_to": 0.5},
         "figures": {"enabled": True, "qq_dims": 3, "grid_ipc": 2, "grid_classes": 10, "grid_per_class": 5,
                     "timestep_ablation": {"enabled": True, "ipc": 3, "m": 50}},
         "ablation": {"enabled": True, "ipc": 2, "variants": {"decode_above": {"decode_start": "above"}}},
+        "metrics": {"enabled": True, "k": 2, "max_real": 0},
     }
 
 
@@ -92,6 +93,8 @@ def _rules(jobs):
 
 FIGURE_RULES = ["cost_table", "fig_accuracy", "fig_group_sampling", "fig_normality", "fig_samples", "fig_storage",
                 "fig_timestep", "teacher_table"]
+# per-class set scores and their tables; hard-label students and the label-robust table
+SCORE_RULES = ["set_scores", "representativeness", "evaluate_hard", "label_robust_table"]
 
 
 @pytest.mark.slow
@@ -112,6 +115,18 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     assert len(acc) == 11 and set(acc.method) == {"d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full"}
     assert acc.top1.between(0, 1).all() and (acc[acc.method == "full"].n_train_images == 12).all()
     assert "| d3hr |" in (wd / "results/tiny/tables/accuracy.md").read_text()
+    hard = list((wd / "results/tiny/eval").rglob("*-hard-seed0.json"))
+    assert len(hard) == 11 and all('"hard_label": true' in f.read_text() for f in hard)
+    lr = pd.read_csv(wd / "results/tiny/tables/label_robust.csv", dtype={"ipc": str})
+    assert set(lr.method) == {"d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans"} and lr.lrs.between(0, 1).all()
+    with h5py.File(wd / "results/tiny/features/cat.h5") as f:
+        assert f["teacher"].shape[0] == f["vae"].shape[0] == 6 and f["vae"].shape[1] == 4 * 8 * 8
+    scores = pd.read_csv(wd / "results/tiny/metrics/cat.csv", dtype={"ipc": str})
+    assert len(scores) == 2 * (5 * 2 + 1) and set(scores.space) == {"teacher", "vae"}  # 5 methods x 2 IPCs + variant
+    assert scores.coverage.between(0, 1).all() and (scores.mmd >= 0).all()
+    assert scores[scores.ipc == "1"].diversity.isna().all() and scores[scores.ipc == "2"].diversity.notna().all()
+    rep = pd.read_csv(wd / "results/tiny/tables/representativeness.csv", dtype={"ipc": str})
+    assert (rep.n_classes == 2).all() and (wd / "results/tiny/figures/representativeness.png").stat().st_size > 10_000
 
     # 1. after a full run nothing is pending
     assert dry_run_jobs(wd) == []
@@ -124,7 +139,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     assert _other(jobs, "cat") == []
     assert _rules(jobs) == sorted(["ablation_timestep", "ablation_variant", "ablation_table", "all", "collect_eval",
                                    "decode", "encode", "evaluate", "fit_gaussian", "invert", "kmeans", "random_real",
-                                   "select", "selection_summary", "tables"] + FIGURE_RULES)
+                                   "select", "selection_summary", "tables", "real_features"] + FIGURE_RULES + SCORE_RULES)
     assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
 
     # (the following on a fresh copy of the finished run: running step 2's jobs would only repeat what tiny_run did)
@@ -136,7 +151,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     jobs = dry_run_jobs(wd)
     assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "dit_noise", "evaluate", "kmeans", "random_real",
                                    "select", "selection_summary", "tables", "cost_table", "fig_accuracy",
-                                   "fig_group_sampling", "fig_storage", "teacher_table"])
+                                   "fig_group_sampling", "fig_storage", "teacher_table"] + SCORE_RULES)
     assert {w["ipc"] for r, w in jobs if "ipc" in w} == {"3"}
 
     # 4. changing a group-sampling parameter schedules no encode or invert job
@@ -144,9 +159,10 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     jobs = dry_run_jobs(wd)
     assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "evaluate", "select", "selection_summary", "tables",
                                    "cost_table", "fig_accuracy", "fig_group_sampling", "fig_samples", "fig_storage",
-                                   "teacher_table", "ablation_variant", "ablation_table"])  # the variant uses select.m
+                                   "teacher_table", "ablation_variant", "ablation_table"] + SCORE_RULES)  # variant: select.m
     assert {w["method"] for r, w in jobs if r == "decode"} == {"d3hr", "d3hr_nogroup"}
     assert {w["method"] for r, w in jobs if r == "evaluate"} == {"d3hr", "d3hr_nogroup", "variant_decode_above"}
+    assert {w["method"] for r, w in jobs if r == "evaluate_hard"} == {"d3hr", "d3hr_nogroup"}
 
     # 5. adding a class schedules only that class's chain and the aggregates
     write_config(wd, cfg)
@@ -158,7 +174,8 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     assert _other(jobs, "eel") == []
     assert _rules(jobs) == sorted(["ablation_timestep", "ablation_variant", "ablation_table", "all", "collect_eval",
                                    "decode", "dit_noise", "encode", "evaluate", "fit_gaussian", "invert", "kmeans",
-                                   "random_real", "select", "selection_summary", "tables"] + FIGURE_RULES)
+                                   "random_real", "select", "selection_summary", "tables", "real_features"]
+                                  + FIGURE_RULES + SCORE_RULES)
 
 
 def test_bad_config_is_rejected_with_the_value(tiny_workflow):
