@@ -69,11 +69,15 @@ rule representativeness:
     output:
         csv="results/{dataset}/tables/representativeness.csv",
         md=report(
-            "results/{dataset}/tables/representativeness.md", caption="../report/representativeness.rst", category="Tables"
+            "results/{dataset}/tables/representativeness.md",
+            caption="../report/representativeness.rst",
+            category="Tables",
         ),
         corr_csv="results/{dataset}/tables/metric_correlation.csv",
         corr_md=report(
-            "results/{dataset}/tables/metric_correlation.md", caption="../report/representativeness.rst", category="Tables"
+            "results/{dataset}/tables/metric_correlation.md",
+            caption="../report/representativeness.rst",
+            category="Tables",
         ),
         png=report(
             "results/{dataset}/figures/representativeness.png",
