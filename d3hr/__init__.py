@@ -33,7 +33,7 @@ STAGE_MODULES = {
     "baselines": ["baselines", "data", "seeds"],
     "evaluate": ["evaluate", "nets", "data"],
     "ablation": ["ablation", "group_sampling", "decode", "ddim", "models", "nets", "data", "seeds"],
-    "figures": ["figures", "data", "nets", "methods"],
+    "figures": ["figures", "tables", "data", "nets", "methods"],
     "variants": ["variants", "group_sampling", "decode", "ddim", "gaussian", "models", "seeds"],
     "metrics": ["metrics", "data", "nets", "models", "seeds"],
     "metric_tables": ["tables", "figures", "methods"],

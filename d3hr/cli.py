@@ -298,13 +298,13 @@ def cmd_fig_storage(a):
 
 
 def cmd_cost_table(a):
-    from .figures import write_cost_table
+    from .tables import write_cost_table
 
     write_cost_table(a.files, a.root, a.n_classes, a.csv, a.md)
 
 
 def cmd_teacher_table(a):
-    from .figures import teacher_check_table, write_csv
+    from .tables import teacher_check_table, write_csv
 
     if len(a.labels) != len(a.classes):
         raise D3HRError("--labels must have one entry per class")

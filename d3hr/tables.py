@@ -1,5 +1,14 @@
-"""Accuracy tables: tidy CSV (one row per run) and the paper's layout (rows: method; columns: IPC x student;
-cells: mean +- std over seeds) as Markdown and LaTeX."""
+"""The workflow's tables, as CSV (and Markdown / LaTeX where a person reads them):
+
+    accuracy             tidy CSV (one row per run) and the paper's layout (rows: method; columns: IPC x student;
+                         cells: mean +- std over seeds)                                           (docs/method.md §6)
+    normality            skewness, kurtosis and normality tests of VAE vs inverted latents       (docs/method.md §3)
+    storage              bytes of the Gaussian parameters vs the distilled images
+    costs                wall time and peak memory per stage, from the rules' benchmark files
+    teacher_check        the teacher's top-1 on each distilled set (no validation data)
+    representativeness   MMD, coverage, diversity per method and IPC, and their correlation with accuracy (§7)
+    label_robust         hard-label recovery, improvement over random, label-robust score (§7)
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .h5io import atomic_output
+from .h5io import atomic_output, open_h5, read_attrs
 from .methods import ordered
 
 COLUMNS = ["method", "ipc", "student", "seed", "hard_label", "top1", "top5", "top1_best_last10pct", "best_step",
@@ -177,3 +186,128 @@ def write_representativeness(score_csvs, accuracy_csv, out_csv, out_md, corr_csv
             "(positive rho)."]
     _write_md_csv(corr, lines, corr_csv, corr_md)
     return rep, corr
+
+
+def write_csv(df: pd.DataFrame, path):
+    with atomic_output(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+# ------------------------------------------------------------------ normality, storage
+
+
+def normality_table(gaussian_files) -> pd.DataFrame:
+    """One row per class and domain (the VAE latents, t = 0, and each kept inverted timestep): summaries of the
+    per-dimension skewness, excess kurtosis and D'Agostino-Pearson p-values stored by `fit_gaussian`."""
+    rows = []
+    for path in gaussian_files:
+        with open_h5(path, "Gaussian") as f:
+            a = read_attrs(f)
+            for t in [-1] + [int(t) for t in f["timesteps"][:]]:
+                g = f["latent"] if t < 0 else f[f"t{t}"]
+                skew, kurt, p = g["skew"][:], g["kurtosis"][:], g["normal_p"][:]
+                finite_p = p[np.isfinite(p)]
+                rows.append({
+                    "cls": a["cls"], "domain": "VAE latents" if t < 0 else "inverted latents", "timestep": max(t, 0),
+                    "n_images": a["n_images"], "dims": int(skew.size),
+                    "mean_abs_skew": float(np.mean(np.abs(skew))), "mean_abs_kurtosis": float(np.mean(np.abs(kurt))),
+                    "frac_reject_5pct": float(np.mean(finite_p < 0.05)) if finite_p.size else np.nan,
+                    "median_p": float(np.median(finite_p)) if finite_p.size else np.nan,
+                })
+    return pd.DataFrame(rows)
+
+
+def storage_table(gaussian_files, image_dirs: dict) -> pd.DataFrame:
+    """Per class and IPC: bytes of the Gaussian parameters at the selected timestep (mean and variance, float32)
+    against the bytes of that class's distilled images (PNG files as written, and raw uint8 pixels).
+    image_dirs: {(cls, ipc): folder}."""
+    from PIL import Image
+
+    from .data import list_images
+
+    gauss = {}
+    for path in gaussian_files:
+        with open_h5(path, "Gaussian") as f:
+            a = read_attrs(f)
+            gauss[a["cls"]] = (int(a["gaussian_bytes_per_timestep"]), int(np.prod(a["latent_shape"])))
+    rows = []
+    for (cls, ipc), folder in image_dirs.items():
+        files = list_images(folder)
+        with Image.open(files[0]) as im:
+            w, h = im.size
+            c = len(im.getbands())
+        g_bytes, dims = gauss[cls]
+        png = sum(f.stat().st_size for f in files)
+        rows.append({"cls": cls, "ipc": int(ipc), "latent_dims": dims, "gaussian_bytes": g_bytes,
+                     "images": len(files), "images_png_bytes": png, "images_raw_bytes": len(files) * w * h * c,
+                     "png_over_gaussian": png / g_bytes})
+    return pd.DataFrame(rows).sort_values(["ipc", "cls"]).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ per-stage costs from the benchmark files
+
+
+def stage_of(benchmark_file, root) -> str:
+    """benchmarks/{dataset}/{stage}/... -> the stage name; decode and evaluate are split by method."""
+    parts = Path(benchmark_file).relative_to(root).with_suffix("").parts
+    if parts[0] in ("decode", "eval") and len(parts) > 2:
+        return f"{'evaluate' if parts[0] == 'eval' else 'decode'} ({parts[1]})"
+    return parts[0] if len(parts) > 1 else parts[0]
+
+
+def cost_table(benchmark_files, root, n_classes: int) -> pd.DataFrame:
+    """Wall time and peak memory per stage, from Snakemake's benchmark files (one per job)."""
+    rows = []
+    for f in benchmark_files:
+        b = pd.read_csv(f, sep="\t")
+        rows.append({"stage": stage_of(f, root), "s": float(b["s"].iloc[0]),
+                     "max_rss_mb": pd.to_numeric(b["max_rss"], errors="coerce").iloc[0]})
+    df = pd.DataFrame(rows)
+    g = df.groupby("stage")
+    out = pd.DataFrame({"jobs": g.s.count(), "total_s": g.s.sum(), "mean_s_per_job": g.s.mean(), "max_s": g.s.max(),
+                        "peak_rss_mb": g.max_rss_mb.max()}).reset_index()
+    out["s_per_class"] = out.total_s / n_classes
+    out = out.sort_values("total_s", ascending=False).reset_index(drop=True)
+    total = {"stage": "all stages", "jobs": int(out.jobs.sum()), "total_s": out.total_s.sum(),
+             "mean_s_per_job": out.total_s.sum() / max(1, out.jobs.sum()), "max_s": out.max_s.max(),
+             "peak_rss_mb": out.peak_rss_mb.max(), "s_per_class": out.total_s.sum() / n_classes}
+    return pd.concat([out, pd.DataFrame([total])], ignore_index=True)
+
+
+def write_cost_table(benchmark_files, root, n_classes, csv, md):
+    t = cost_table(benchmark_files, root, n_classes)
+    write_csv(t, csv)
+    lines = ["| stage | jobs | total s | s per job | max s | peak RSS MB | s per class |", "|---|---|---|---|---|---|---|"]
+    for r in t.itertuples():
+        lines.append(f"| {r.stage} | {r.jobs} | {r.total_s:,.0f} | {r.mean_s_per_job:,.1f} | {r.max_s:,.1f} | "
+                     f"{r.peak_rss_mb:,.0f} | {r.s_per_class:,.1f} |")
+    lines += ["", f"Summed job wall times from the rules' benchmark files ({n_classes} classes); the wall time of a "
+              "run is shorter when jobs run in parallel."]
+    with atomic_output(md) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return t
+
+
+# ------------------------------------------------------------------ teacher top-1 on each distilled set
+
+
+def teacher_check_table(teacher_path, sets: dict, labels: dict, resolution: int, channels: int = 3) -> pd.DataFrame:
+    """sets: {(method, ipc): [class folder, ...]}; labels: {class name: label}. The teacher is loaded once."""
+    from .data import list_images, load_image
+    from .nets import load_classifier, predict
+
+    teacher, _ = load_classifier(teacher_path)
+    rows = []
+    for (method, ipc), folders in sets.items():
+        xs, ys = [], []
+        for folder in folders:
+            files = list_images(folder)
+            xs += [load_image(f, resolution, channels) for f in files]
+            ys += [labels[Path(folder).name]] * len(files)
+        pred = predict(teacher, np.stack(xs), batch=256)
+        rows.append({"method": method, "ipc": str(ipc), "images": len(xs), "classes": len(folders),
+                     "teacher_top1": float((pred == np.asarray(ys)).mean())})
+    df = pd.DataFrame(rows)
+    rank = {m: i for i, m in enumerate(ordered(df.method.unique()))}
+    return df.sort_values(["ipc", "method"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else
+                          c.map(rank)).reset_index(drop=True)

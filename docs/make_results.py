@@ -42,7 +42,9 @@ def blocks() -> dict[str, str]:
         "eval_time": f"{len(main_ev)} evaluation jobs took {ev_s:.0f} s together (sum of their `benchmark:` wall "
                      f"times), {ev_s / 2 / 60:.1f} min on 2 cores",
     }
-    for name, rel in (("accuracy", "tables/accuracy.md"), ("costs", "tables/costs.md")):
+    for name, rel in (("accuracy", "tables/accuracy.md"), ("costs", "tables/costs.md"),
+                      ("representativeness", "tables/representativeness.md"),
+                      ("metric_correlation", "tables/metric_correlation.md"), ("label_robust", "tables/label_robust.md")):
         if (R / rel).exists():  # a run still in progress has no tables yet
             out[name] = (R / rel).read_text().strip()
     if not (R / "tables" / "teacher_check.csv").exists():

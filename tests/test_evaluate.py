@@ -107,7 +107,7 @@ def test_tables_aggregate_exactly(tmp_path):
 def test_teacher_check_table_equals_direct_accuracy(tmp_path):
     from conftest import make_dataset, make_teacher
     from d3hr.data import load_split
-    from d3hr.figures import teacher_check_table
+    from d3hr.tables import teacher_check_table
     from d3hr.nets import load_classifier
     from d3hr.train import accuracy
 
