@@ -87,7 +87,8 @@ def test_tables_aggregate_exactly(tmp_path):
                 p.write_text(json.dumps(r))
                 rows.append(p)
     full = tmp_path / "full.json"
-    full.write_text(json.dumps({"method": "full", "ipc": "all", "student": "convnet", "seed": 0, "top1": 0.9}))
+    full.write_text(json.dumps({"method": "full", "ipc": "all", "student": "convnet", "seed": 0, "top1": 0.9,
+                                "top1_best_last10pct": 0.95}))
     collect(rows).to_csv(tmp_path / "a.csv", index=False)
     collect([full]).to_csv(tmp_path / "b.csv", index=False)
     df, s = write_tables([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out")
@@ -99,6 +100,8 @@ def test_tables_aggregate_exactly(tmp_path):
     assert "| d3hr | 52.0 ± 1.0 | 61.0 ± 1.0 |  |" in md
     assert md.index("| random_real") < md.index("| d3hr |") < md.index("| full")
     assert "IPC all / convnet" in md and "90.0" in md
+    best = md[md.index("The authors' reported figure") - 400:]  # the second table: best of the last 10% of training
+    assert "| d3hr | 60.0 ± 0.0 | 60.0 ± 0.0 |  |" in md and "95.0" in best
     tex = (tmp_path / "out" / "accuracy.tex").read_text()
     assert "d3hr & $52.0_{\\pm 1.0}$ & $61.0_{\\pm 1.0}$" in tex
     assert len(pd.read_csv(tmp_path / "out" / "accuracy.csv")) == 13
