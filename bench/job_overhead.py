@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 # rules whose job builds a network or loads a model checkpoint (target 3 s); every other rule: 1 s
 MODEL_RULES = {"train_ldm", "train_teacher", "model_quality", "encode", "invert", "decode", "dit_noise", "kmeans",
-               "ablation_timestep", "ablation_variant", "evaluate", "teacher_table"}
+               "ablation_timestep", "ablation_variant", "evaluate", "evaluate_hard", "teacher_table", "real_features",
+               "set_scores"}
 
 
 def shell_commands(wd: Path, snakemake) -> dict[str, str]:

@@ -37,6 +37,7 @@ STAGE_MODULES = {
     "variants": ["variants", "group_sampling", "decode", "ddim", "gaussian", "models", "seeds"],
     "metrics": ["metrics", "data", "nets", "models", "seeds"],
     "metric_tables": ["tables", "figures", "methods"],
+    "tables": ["tables", "methods"],
 }
 
 

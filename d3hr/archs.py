@@ -27,7 +27,14 @@ def timm_model_names(cache_dir: str | Path = ".snakemake/d3hr") -> frozenset:
         return frozenset(cache.read_text().split())
     import timm
 
-    names = sorted(set(timm.list_models()))
+    names = set(timm.list_models())
+    try:  # deprecated names (e.g. tv_resnet50) are still accepted by timm.create_model
+        from timm.models._registry import _deprecated_models
+
+        names |= set(_deprecated_models)  # {deprecated name: its current name}
+    except ImportError:
+        pass
+    names = sorted(names)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
     tmp.write_text("\n".join(names) + "\n")

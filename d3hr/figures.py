@@ -447,8 +447,16 @@ def plot_representativeness(rep_csv, png, pdf):
     rep = rep[rep.diversity_ratio.notna()]  # diversity needs 2+ images per class
     spaces = [s for s in ("teacher", "vae") if s in set(rep.space)]
     ipcs = sorted(set(rep.ipc), key=_ipc_order)
-    if not spaces or not ipcs:
-        raise ValueError(f"{rep_csv}: no IPC with 2+ images per class: nothing to plot")
+    if not spaces or not ipcs:  # e.g. select.ipc: [1]: say so in the figure rather than fail the run
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "diversity needs 2+ images per class: no IPC to show", ha="center", va="center")
+        save(fig, png, pdf)
+        return
+    import seaborn as sns
+
+    extra = [m for m in ordered(rep.method) if m not in METHOD_COLORS]  # ablation variants: colours of their own
+    colors = {**dict(zip(extra, sns.color_palette("colorblind", len(extra)).as_hex())), **METHOD_COLORS}
     fig, axes = plt.subplots(len(spaces), len(ipcs), figsize=(4.2 * len(ipcs) + 2.5, 3.8 * len(spaces)), squeeze=False)
     names = {"teacher": "teacher features", "vae": "VAE latents"}
     for r, space in enumerate(spaces):
@@ -457,12 +465,16 @@ def plot_representativeness(rep_csv, png, pdf):
             for method in ordered(d.method):
                 g = d[d.method == method].iloc[0]
                 ax.errorbar(g.mmd, g.diversity_ratio, xerr=g.mmd_std, yerr=g.diversity_ratio_std, fmt="o", ms=8,
-                            capsize=2, color=METHOD_COLORS.get(method, "0.5"), label=label(method),
+                            capsize=2, color=colors[method], label=label(method),
                             zorder=3 if method == "d3hr" else 2)
             ax.axhline(1.0, color="0.4", ls=":", lw=1)
             ax.set(title=f"IPC {ipc}, {names[space]}", xlabel="MMD to the real class (lower: more representative)",
                    ylabel="diversity / real images' own" if c == 0 else "")
-    handles, labels = axes[0, -1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), title="mean ± std over classes")
+    legend = {}  # every method of every panel (variants exist at one IPC only)
+    for ax in axes.flat:
+        for h, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, h)
+    fig.legend(legend.values(), legend.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.95),
+               title="mean ± std over classes")
     fig.tight_layout()
     save(fig, png, pdf)

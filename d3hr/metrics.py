@@ -1,6 +1,7 @@
 """Representativeness and diversity of a distilled set against its class's real images (docs/method.md §7).
 
-In a feature space (the teacher's penultimate layer, or the VAE latent where the Gaussian lives), with X the real
+In a feature space (the teacher's penultimate layer, or the VAE latent space where encoding puts the images and
+inversion starts), with X the real
 training images of a class (n of them) and Y the distilled images of that class (m):
 
 - MMD with a Gaussian kernel k(a, b) = exp(-|a - b|^2 / (2 s^2)), s = the median distance between distinct real
@@ -59,7 +60,7 @@ def set_scores(real: np.ndarray, fake: np.ndarray, k: int = 5, bandwidth: float 
     """MMD, coverage and diversity of `fake` against `real` (rows are points), with the real set's own diversity."""
     s = median_bandwidth(real) if bandwidth is None else bandwidth
     return {"mmd": mmd(real, fake, s), "coverage": coverage(real, fake, k), "diversity": diversity(fake),
-            "diversity_real": diversity(real), "bandwidth": s, "n_real": len(real), "n_set": len(fake)}
+            "diversity_real": diversity(real), "bandwidth": s, "k": k, "n_real": len(real), "n_set": len(fake)}
 
 
 # ------------------------------------------------------------------------------------------ features (torch)
@@ -87,7 +88,7 @@ def teacher_features(model, x_uint8: np.ndarray, batch: int = 500) -> np.ndarray
     return np.concatenate(out)
 
 
-def vae_features(vae, scaling_factor: float, x_uint8: np.ndarray, batch: int = 256) -> np.ndarray:
+def vae_features(vae, scaling_factor: float, x_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
     """s * the VAE posterior mean of uint8 NHWC images, flattened (the space of the encoded latents)."""
     import torch
 
@@ -117,6 +118,9 @@ def real_features(class_dir, teacher_path, pipeline_dir, out, resolution: int, c
     """Teacher and VAE features of a class's real training images, cached in HDF5 for every method's scores."""
     from pathlib import Path
 
+    import torch
+
+    from .device import model_dtype
     from .h5io import check_finite, provenance, write_h5
     from .models import load_ldm
     from .nets import load_classifier
@@ -125,7 +129,7 @@ def real_features(class_dir, teacher_path, pipeline_dir, out, resolution: int, c
     cls = Path(class_dir).name
     x = load_images(class_dir, resolution, channels, max_images, derive_seed(seed, "features", cls))
     teacher = load_classifier(teacher_path)[0].to(device)
-    ldm = load_ldm(pipeline_dir, device=device, components=("vae",))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("vae",))
     feats = {"teacher": teacher_features(teacher, x), "vae": vae_features(ldm.vae, ldm.scaling_factor, x)}
     for name, f in feats.items():
         check_finite(f, out, name)
@@ -138,7 +142,9 @@ def class_scores(features_h5, sets: list[tuple[str, str, str]], teacher_path, pi
                  channels: int, k: int = 5, device: str = "cpu") -> list[dict]:
     """Scores of every (method, ipc, image folder) of one class in both spaces, against the cached real features."""
     import h5py
+    import torch
 
+    from .device import model_dtype
     from .models import load_ldm
     from .nets import load_classifier
 
@@ -146,7 +152,7 @@ def class_scores(features_h5, sets: list[tuple[str, str, str]], teacher_path, pi
         real = {"teacher": f["teacher"][:], "vae": f["vae"][:]}
     bandwidth = {space: median_bandwidth(r) for space, r in real.items()}
     teacher = load_classifier(teacher_path)[0].to(device)
-    ldm = load_ldm(pipeline_dir, device=device, components=("vae",))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("vae",))
     rows = []
     for method, ipc, folder in sets:
         x = load_images(folder, resolution, channels)

@@ -153,20 +153,20 @@ def representativeness(score_csvs) -> pd.DataFrame:
     """Mean (and std) over classes of each method x IPC x space's MMD, coverage and diversity."""
     df = pd.concat([pd.read_csv(c, dtype={"ipc": str}) for c in score_csvs], ignore_index=True)
     df["diversity_ratio"] = df["diversity"] / df["diversity_real"]
-    g = df.groupby(["space", "ipc", "method"])[["mmd", "coverage", "diversity", "diversity_ratio"]]
+    g = df.groupby(["space", "ipc", "method", "k"])[["mmd", "coverage", "diversity", "diversity_ratio"]]
     out = g.mean().join(g.std(ddof=1).add_suffix("_std")).join(g.size().rename("n_classes")).reset_index()
     return out.sort_values(["space", "ipc", "method"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else c)
 
 
 def metric_correlation(rep: pd.DataFrame, accuracy_csv) -> pd.DataFrame:
-    """Spearman's rank correlation, across methods x IPCs, between each score and the soft-label students' top-1 (all
-    IPCs pooled, and within each IPC)."""
+    """Spearman's rank correlation, across the methods at each IPC, between each score and the soft-label students'
+    top-1 (mean over seeds)."""
     acc = read_eval_csvs([accuracy_csv])
     acc = acc[~acc.hard_label].groupby(["method", "ipc"]).top1.mean().rename("top1").reset_index()
     j = rep.merge(acc, on=["method", "ipc"])
     rows = []
-    for space, d in j.groupby("space"):
-        for scope, dd in [("all IPCs", d)] + [(f"IPC {i}", x) for i, x in d.groupby("ipc")]:
+    for space, d in j.groupby("space"):  # within each IPC: pooled over IPCs, set size would drive every score
+        for scope, dd in [(f"IPC {i}", x) for i, x in sorted(d.groupby("ipc"), key=lambda kv: _ipc_key(kv[0]))]:
             for metric in ("mmd", "coverage", "diversity"):
                 v = dd[[metric, "top1"]].dropna()
                 rho = v[metric].rank().corr(v["top1"].rank()) if len(v) > 2 else float("nan")
@@ -181,7 +181,7 @@ def write_representativeness(score_csvs, accuracy_csv, out_csv, out_md, corr_csv
     lines = _md_table(view, {"mmd": f3, "coverage": f3, "diversity": f3, "diversity_ratio": f3}) + [
         "", "Per class against its real training images, mean over classes. MMD: Gaussian kernel, bandwidth the median "
             "distance between the class's real images, biased estimate, square root (lower: more representative). "
-            "coverage: share of real images whose nearest image of the set is within their 5th-nearest real "
+            f"coverage: share of real images whose nearest image of the set is within their k-th ({', '.join(map(str, sorted(rep.k.unique())))}) nearest real "
             "neighbour's distance (higher: more of the class covered). diversity: mean distance between the set's images "
             "(diversity_ratio: over the real images' own); undefined at IPC 1. Spaces: the teacher's penultimate "
             "features, and the VAE latents (posterior mean)."]
@@ -189,8 +189,8 @@ def write_representativeness(score_csvs, accuracy_csv, out_csv, out_md, corr_csv
     corr = metric_correlation(rep, accuracy_csv)
     lines = _md_table(corr, {"spearman_rho": lambda v: f"{v:+.2f}"}) + [
         "", "Spearman's rank correlation between each set score and the soft-label student top-1 (mean over seeds), "
-            "across methods (and IPCs). A representative set should have low MMD (negative rho), high coverage "
-            "(positive rho)."]
+            "across the methods at each IPC (n: methods). If representativeness drives accuracy, MMD correlates "
+            "negatively and coverage positively."]
     _write_md_csv(corr, lines, corr_csv, corr_md)
     return rep, corr
 
@@ -258,7 +258,8 @@ def stage_of(benchmark_file, root) -> str:
     """benchmarks/{dataset}/{stage}/... -> the stage name; decode and evaluate are split by method."""
     parts = Path(benchmark_file).relative_to(root).with_suffix("").parts
     if parts[0] in ("decode", "eval") and len(parts) > 2:
-        return f"{'evaluate' if parts[0] == 'eval' else 'decode'} ({parts[1]})"
+        stage = "decode" if parts[0] == "decode" else "evaluate-hard" if "-hard-seed" in parts[-1] else "evaluate"
+        return f"{stage} ({parts[1]})"
     return parts[0] if len(parts) > 1 else parts[0]
 
 

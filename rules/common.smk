@@ -152,7 +152,7 @@ def all_targets():
             out += expand("results/{dataset}/images/d3hr/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
         if eval_methods():
             out.append(f"results/{name}/tables/accuracy.md")
-        if "hard" in EVAL.get("labels", ["soft"]):
+        if "hard" in EVAL.get("labels", ["soft"]) and eval_methods():
             out.append(f"results/{name}/tables/label_robust.md")
         if metrics_on():
             out.append(f"results/{name}/tables/representativeness.md")
@@ -234,7 +234,14 @@ def benchmark_files(wc):
     e = EVAL
     for m in eval_methods():
         for i in ["all"] if m == "full" else ipcs:
-            out += expand(f"{b}/eval/{m}/ipc{i}/{{student}}-seed{{seed}}.tsv", student=e["students"], seed=e["seeds"])
+            out += expand(
+                f"{b}/eval/{m}/ipc{i}/{{student}}{{labels}}-seed{{seed}}.tsv",
+                student=e["students"],
+                labels=label_modes(),
+                seed=e["seeds"],
+            )
+    if metrics_on():
+        out += [f"{b}/{r}/{c}.tsv" for r in ("features", "metrics") for c in classes]
     for v in ablation_variants():
         i = config["ablation"]["ipc"]
         out += [f"{b}/ablation_variant/{v}/ipc{i}/{c}.tsv" for c in classes]

@@ -64,6 +64,8 @@ rule collect_eval:
         "logs/{dataset}/eval/collect-ipc{ipc}.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        code=code_version("tables"),
     shell:
         "python -m d3hr collect-eval --out {output:q} {input:q} > {log:q} 2>&1"
 
@@ -79,5 +81,7 @@ rule tables:
         "logs/{dataset}/tables.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        code=code_version("tables"),
     shell:
         "python -m d3hr tables --out-dir results/{wildcards.dataset}/tables {input:q} > {log:q} 2>&1"
