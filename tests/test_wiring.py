@@ -1,0 +1,64 @@
+"""Static checks of the glue between the config, the rules and the package, where silent bugs hide: a rule param
+that never reaches its shell command (the workflow validates and passes a value that the job never receives), and a
+schema key that nothing reads."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from conftest import REPO
+from d3hr.config import SCHEMA, _schema_leaves
+
+# params that exist to rerun a job when something changes, not to reach the command
+RERUN_TRIGGERS = {"code"}
+
+
+def _rules():
+    """(file, rule name, body) of every rule in rules/*.smk."""
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = [(m.start(), m.group(1)) for m in re.finditer(r"^(?:rule|use rule \w+ as) (\w+)", text, re.M)]
+        for k, (start, name) in enumerate(starts):
+            end = starts[k + 1][0] if k + 1 < len(starts) else len(text)
+            yield smk.name, name, text[start:end]
+
+
+def _params(body: str) -> list[str]:
+    m = re.search(r"^    params:\n((?:        .*\n|\s*\n)+)", body, re.M)
+    return re.findall(r"^        (\w+)=", m.group(1), re.M) if m else []
+
+
+def test_every_rule_param_reaches_the_shell_command():
+    checked, missing = 0, []
+    for fname, rule, body in _rules():
+        if body.startswith("use rule"):
+            base = re.match(r"use rule (\w+)", body).group(1)
+            body_base = next(b for _, r, b in _rules() if r == base)
+            shell = body_base[body_base.index("shell:"):]
+        elif "shell:" not in body:
+            continue
+        else:
+            shell = body[body.index("shell:"):]
+        for p in _params(body):
+            checked += 1
+            if p not in RERUN_TRIGGERS and f"{{params.{p}" not in shell:
+                missing.append(f"{fname}: rule {rule}: params.{p}")
+    assert checked > 80
+    assert not missing, "params that no shell command uses:\n" + "\n".join(missing)
+
+
+def test_every_schema_key_is_read_by_the_workflow_or_the_package():
+    """Each leaf key's name appears as a string, an attribute or a keyword in the rules, the Snakefile or the package
+    (keys of the train section reach d3hr/train.py's functions as keyword arguments, one JSON object per model)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    code = "\n".join(p.read_text() for p in [*(REPO / "rules").glob("*.smk"), REPO / "Snakefile",
+                                              *(REPO / "d3hr").glob("*.py")])
+    unread = []
+    for key, _ in _schema_leaves(schema, "", schema["definitions"]):
+        leaf = key.split(".")[-1]
+        signature = rf"^\s*def \w+\([^)]*\b{leaf}\b"
+        if not re.search(rf"""["']{leaf}["']|\.{leaf}\b|\b{leaf}=|{signature}""", code, re.M):
+            unread.append(key)
+    assert not unread, f"schema keys that nothing reads: {unread}"
