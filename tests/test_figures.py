@@ -15,7 +15,8 @@ from scipy import stats
 
 from conftest import snakemake
 
-FIGURES = ["normality", "accuracy_vs_ipc", "timestep", "group_sampling", "samples_ipc2", "storage", "ablation"]
+FIGURES = ["normality", "accuracy_vs_ipc", "timestep", "group_sampling", "samples_ipc2", "storage", "ablation",
+           "representativeness"]
 CLASSES = ["cat", "dog"]
 
 
@@ -214,6 +215,8 @@ def test_report_shows_every_figure_in_a_browser(tiny_run, report):
         page.get_by_text("Tables", exact=True).click()
         tables = {t.strip() for t in page.locator("td").all_inner_texts()}
         assert {"results/tiny/tables/normality.csv", "results/tiny/tables/storage.csv",
-                "results/tiny/tables/costs.md", "results/tiny/tables/accuracy.md"} <= tables
+                "results/tiny/tables/costs.md", "results/tiny/tables/accuracy.md",
+                "results/tiny/tables/representativeness.md", "results/tiny/tables/metric_correlation.md",
+                "results/tiny/tables/label_robust.md"} <= tables
         b.close()
     assert errors == []
