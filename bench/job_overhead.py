@@ -46,8 +46,8 @@ def shell_commands(wd: Path, snakemake) -> dict[str, str]:
         m = re.match(r"(local)?rule (\w+):$", s)
         if m:
             rule = m.group(2)
-        elif s.startswith("Shell command: ") and rule and rule not in cmds:
-            cmds[rule] = s[len("Shell command: "):]
+        elif s.startswith("Shell command: ") and rule and rule not in cmds and s != "Shell command: None":
+            cmds[rule] = s[len("Shell command: "):]  # (rules without a shell command, such as `all`, print None)
     return cmds
 
 
