@@ -327,13 +327,10 @@ def cmd_set_scores(a):
     from .h5io import atomic_output
     from .metrics import class_scores
 
-    _threads(a.threads)
-    sets = []
-    for spec in a.sets:
-        method, ipc, folder = spec.split(":", 2)
-        sets.append((method, ipc, folder))
     import pandas as pd
 
+    _threads(a.threads)
+    sets = [tuple(spec.split(":", 2)) for spec in a.sets]  # METHOD:IPC:FOLDER (the folder may hold colons)
     rows = class_scores(a.features, sets, a.teacher, a.pipeline, a.resolution, a.channels, a.k,
                         device=str(pick_device(a.device)))
     with atomic_output(a.out) as tmp:
@@ -536,28 +533,26 @@ def build_parser():
     s.add_argument("csvs", nargs="+")
     s.add_argument("--out-dir", required=True)
 
+    def feature_args(s):  # the feature spaces of docs/method.md §7: the teacher's and the pipeline's VAE
+        s.add_argument("--teacher", required=True)
+        s.add_argument("--pipeline", required=True)
+        s.add_argument("--resolution", type=int, required=True)
+        s.add_argument("--channels", type=int, required=True)
+        s.add_argument("--device", required=True)
+        s.add_argument("--out", required=True)
+
     s = stage("features", cmd_features, "teacher and VAE features of one class's real images -> HDF5")
+    feature_args(s)
     s.add_argument("--class-dir", required=True)
-    s.add_argument("--teacher", required=True)
-    s.add_argument("--pipeline", required=True)
-    s.add_argument("--resolution", type=int, required=True)
-    s.add_argument("--channels", type=int, required=True)
     s.add_argument("--max-images", type=int, required=True, help="0: all; else a seeded subsample")
     s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--device", required=True)
-    s.add_argument("--out", required=True)
 
     s = stage("set-scores", cmd_set_scores, "MMD, coverage, diversity of one class's distilled sets -> CSV")
+    feature_args(s)
     s.add_argument("--features", required=True, help="the class's real features (d3hr features)")
     s.add_argument("--sets", nargs="+", required=True, help="METHOD:IPC:FOLDER of each distilled set of the class")
     s.add_argument("--cls", required=True)
-    s.add_argument("--teacher", required=True)
-    s.add_argument("--pipeline", required=True)
-    s.add_argument("--resolution", type=int, required=True)
-    s.add_argument("--channels", type=int, required=True)
     s.add_argument("--k", type=int, required=True, help="coverage: the k of the real images' k-NN radius")
-    s.add_argument("--device", required=True)
-    s.add_argument("--out", required=True)
 
     s = stage("representativeness", cmd_representativeness,
               "per-class set scores + accuracy -> tables and the representativeness x diversity figure")

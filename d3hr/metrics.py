@@ -113,24 +113,35 @@ def load_images(class_dir, resolution: int, channels: int, max_images: int = 0, 
     return np.stack([load_image(f, resolution, channels) for f in files])
 
 
+def _feature_models(teacher_path, pipeline_dir, device: str):
+    """The teacher and the pipeline's VAE, loaded once per job, on `device`."""
+    import torch
+
+    from .device import model_dtype
+    from .models import load_ldm
+    from .nets import load_classifier
+
+    teacher = load_classifier(teacher_path)[0].to(device)
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("vae",))
+    return teacher, ldm
+
+
+def _features(teacher, ldm, x_uint8) -> dict:
+    """The images in both feature spaces: {"teacher": ..., "vae": ...}."""
+    return {"teacher": teacher_features(teacher, x_uint8), "vae": vae_features(ldm.vae, ldm.scaling_factor, x_uint8)}
+
+
 def real_features(class_dir, teacher_path, pipeline_dir, out, resolution: int, channels: int, max_images: int,
                   seed: int, device: str = "cpu"):
     """Teacher and VAE features of a class's real training images, cached in HDF5 for every method's scores."""
     from pathlib import Path
 
-    import torch
-
-    from .device import model_dtype
     from .h5io import check_finite, provenance, write_h5
-    from .models import load_ldm
-    from .nets import load_classifier
     from .seeds import derive_seed
 
     cls = Path(class_dir).name
     x = load_images(class_dir, resolution, channels, max_images, derive_seed(seed, "features", cls))
-    teacher = load_classifier(teacher_path)[0].to(device)
-    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("vae",))
-    feats = {"teacher": teacher_features(teacher, x), "vae": vae_features(ldm.vae, ldm.scaling_factor, x)}
+    feats = _features(*_feature_models(teacher_path, pipeline_dir, device), x)
     for name, f in feats.items():
         check_finite(f, out, name)
     write_h5(out, feats, provenance(stage="features", cls=cls, teacher=str(teacher_path), model=str(pipeline_dir),
@@ -142,22 +153,14 @@ def class_scores(features_h5, sets: list[tuple[str, str, str]], teacher_path, pi
                  channels: int, k: int = 5, device: str = "cpu") -> list[dict]:
     """Scores of every (method, ipc, image folder) of one class in both spaces, against the cached real features."""
     import h5py
-    import torch
-
-    from .device import model_dtype
-    from .models import load_ldm
-    from .nets import load_classifier
 
     with h5py.File(features_h5, "r") as f:
         real = {"teacher": f["teacher"][:], "vae": f["vae"][:]}
     bandwidth = {space: median_bandwidth(r) for space, r in real.items()}
-    teacher = load_classifier(teacher_path)[0].to(device)
-    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("vae",))
+    models = _feature_models(teacher_path, pipeline_dir, device)
     rows = []
     for method, ipc, folder in sets:
-        x = load_images(folder, resolution, channels)
-        feats = {"teacher": teacher_features(teacher, x), "vae": vae_features(ldm.vae, ldm.scaling_factor, x)}
-        for space, y in feats.items():
+        for space, y in _features(*models, load_images(folder, resolution, channels)).items():
             rows.append({"method": method, "ipc": str(ipc), "space": space,
                          **set_scores(real[space], y, k, bandwidth[space])})
     return rows
