@@ -47,6 +47,9 @@ def blocks() -> dict[str, str]:
                       ("metric_correlation", "tables/metric_correlation.md"), ("label_robust", "tables/label_robust.md")):
         if (R / rel).exists():  # a run still in progress has no tables yet
             out[name] = (R / rel).read_text().strip()
+    if (R / "tables" / "costs.csv").exists():
+        total = pd.read_csv(R / "tables" / "costs.csv").set_index("stage").loc["all stages", "total_s"]
+        out["job_seconds"] = f"The jobs of this run add up to {total:,.0f} s"
     if not (R / "tables" / "teacher_check.csv").exists():
         return out
     tc = pd.read_csv(R / "tables" / "teacher_check.csv", dtype={"ipc": str})
