@@ -23,7 +23,7 @@ class D3HRError(Exception):
 STAGE_MODULES = {
     "export": ["data", "seeds"],
     "train_ldm": ["train", "models", "data"],
-    "train_teacher": ["train", "evaluate", "nets", "data"],
+    "train_teacher": ["train", "augment", "nets", "data"],
     "quality": ["train", "ddim", "models", "nets", "data"],
     "encode": ["encode", "data", "models", "seeds"],
     "invert": ["invert", "ddim", "models"],
@@ -31,7 +31,7 @@ STAGE_MODULES = {
     "select": ["group_sampling", "seeds"],
     "decode": ["decode", "ddim", "models"],
     "baselines": ["baselines", "data", "seeds"],
-    "evaluate": ["evaluate", "nets", "data"],
+    "evaluate": ["evaluate", "augment", "nets", "data"],
     "ablation": ["ablation", "group_sampling", "decode", "ddim", "models", "nets", "data", "seeds"],
     "figures": ["figures", "tables", "data", "nets", "methods"],
     "variants": ["variants", "group_sampling", "decode", "ddim", "gaussian", "models", "seeds"],

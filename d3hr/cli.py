@@ -165,45 +165,60 @@ def cmd_baseline_kmeans(a):
     kmeans_latents(a.latents, a.out, a.ipc, a.seed, a.timestep, abar, label, a.num_steps, a.guidance)
 
 
+def cmd_prepare_val(a):
+    from .evaluate import prepare_val
+
+    if len(a.val_dirs) != len(a.labels):
+        raise D3HRError("--val-dirs and --labels must have one entry per class")
+    prepare_val(a.val_dirs, a.labels, a.resolution, a.channels, a.crop, a.out, classes=a.classes)
+
+
 def cmd_evaluate(a):
+    import tempfile
+
     import numpy as np
 
-    from .data import list_images, load_image
-    from .evaluate import authors_batch_size, budget_steps, train_student
-    from .h5io import atomic_output
+    from .device import pick_device
+    from .evaluate import authors_batch_size, budget_steps, load_image_set, student_lr, train_student
+    from .h5io import atomic_output, open_h5, read_attrs
     from .nets import create_classifier, load_classifier
 
     _threads(a.threads)
-    if len(a.class_dirs) != len(a.labels) or len(a.val_dirs) != len(a.labels):
-        raise D3HRError("--class-dirs, --val-dirs and --labels must have one entry per class")
+    if len(a.class_dirs) != len(a.labels):
+        raise D3HRError("--class-dirs and --labels must have one entry per class")
     teacher, ck = load_classifier(a.teacher)
     if max(a.labels) >= ck["num_classes"]:
         raise D3HRError(f"{a.teacher}: the teacher has {ck['num_classes']} classes, but label {max(a.labels)} is used")
-
-    def load(dirs):
-        xs, ys = [], []
-        for d, lab in zip(dirs, a.labels):
-            files = list_images(d)
-            xs += [load_image(f, a.resolution, a.channels) for f in files]
-            ys += [lab] * len(files)
-        return np.stack(xs), np.asarray(ys)
-
-    x, y = load(a.class_dirs)
-    xv, yv = load(a.val_dirs)
+    with open_h5(a.val, "validation") as f:
+        val_attrs = read_attrs(f)
+    if val_attrs.get("resolution") != a.resolution:
+        raise D3HRError(f"{a.val}: validation images are {val_attrs.get('resolution')} px, the students train at "
+                        f"{a.resolution} px; rerun prepare-val")
+    spill = tempfile.TemporaryDirectory(prefix="d3hr-eval-")  # a large set is streamed through a uint8 HDF5 here
+    x, y = load_image_set(a.class_dirs, a.labels, a.resolution, a.channels, spill=Path(spill.name) / "train.h5")
+    if len(x) == 0:
+        raise D3HRError(f"no training images in {a.class_dirs[0]} and the other --class-dirs")
     # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
     student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=a.resolution <= 64,
                                 resolution=a.resolution, seed=a.seed)
     batch_size = a.batch_size or authors_batch_size(a.ipc, len(a.labels), len(x))
     steps = a.steps or budget_steps(len(x), batch_size, a.epochs)
-    res = train_student(student, None if a.hard_label else teacher, x, y, xv, yv, steps, batch_size, a.lr,
-                        a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label, a.cosine_to)
+    lr = student_lr(a.student, a.lr)
+    device = pick_device(a.device)
+    res = train_student(student, None if a.hard_label else teacher, x, y, a.val, steps, batch_size, lr,
+                        a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label,
+                        epochs=None if a.steps else a.epochs, device=device)
     res.update(method=a.method, ipc=a.ipc, student=a.student, seed=a.seed, n_train_images=int(len(x)),
-               n_val_images=int(len(xv)), steps=steps, epochs=None if a.steps else a.epochs, batch_size=batch_size,
-               lr=a.lr, weight_decay=a.weight_decay, mix=a.mix,
-               hard_label=a.hard_label, teacher=str(a.teacher), teacher_arch=ck["arch"])
+               n_val_images=int(val_attrs.get("n_images", 0)), steps=steps, epochs=None if a.steps else a.epochs,
+               batch_size=batch_size, lr=lr, weight_decay=a.weight_decay, mix=a.mix, hard_label=a.hard_label,
+               teacher=str(a.teacher), teacher_arch=ck["arch"], val_crop=val_attrs.get("crop"))
+    if not isinstance(x, np.ndarray):
+        x.file.close()
+    spill.cleanup()
     with atomic_output(a.out) as tmp:
         tmp.write_text(json.dumps(res, indent=1))
-    print(f"[d3hr] {a.method} ipc {a.ipc} {a.student} seed {a.seed}: top-1 {res['top1']:.4f}", file=sys.stderr)
+    print(f"[d3hr] {a.method} ipc {a.ipc} {a.student} seed {a.seed}: top-1 {res['top1']:.4f} "
+          f"(best of the last evaluations {res['top1_best_last']:.4f}) on {res['device']}", file=sys.stderr)
 
 
 def cmd_collect_eval(a):
@@ -363,34 +378,34 @@ def build_parser():
         return s
 
     s = stage("export-embedded", cmd_export_embedded, "export classes of an embedded dataset to image folders")
-    s.add_argument("--name", default="animal_mnist")
+    s.add_argument("--name", required=True)
     s.add_argument("--classes", nargs="+", required=True)
     s.add_argument("--out", required=True, help="dataset root: writes {out}/{train,val}/{class}/")
-    s.add_argument("--val-per-class", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--resolution", type=int, default=32)
+    s.add_argument("--val-per-class", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--resolution", type=int, required=True)
 
     def data_args(s):
         s.add_argument("--root", required=True, help="image-folder dataset root ({root}/{split}/{class}/)")
         s.add_argument("--classes", nargs="+", required=True)
         s.add_argument("--resolution", type=int, required=True)
-        s.add_argument("--channels", type=int, default=3)
-        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--channels", type=int, required=True)
+        s.add_argument("--seed", type=int, required=True)
 
     s = stage("train-ldm", cmd_train_ldm, "train a small VAE + DiT and save a DiTPipeline directory")
     data_args(s)
     s.add_argument("--out", required=True)
-    s.add_argument("--vae", default="{}", help="JSON: steps, batch_size, lr, kl_weight, block_out_channels")
-    s.add_argument("--dit", default="{}", help="JSON: steps, batch_size, lr, ema_decay, dit_kwargs")
+    s.add_argument("--vae", required=True, help="JSON: steps, batch_size, lr, kl_weight, block_out_channels")
+    s.add_argument("--dit", required=True, help="JSON: steps, batch_size, lr, ema_decay, dit_kwargs")
 
     s = stage("train-teacher", cmd_train_teacher, "train the teacher classifier on the training split")
     data_args(s)
     s.add_argument("--out", required=True)
-    s.add_argument("--arch", default="resnet_tiny")
-    s.add_argument("--epochs", type=int, default=5)
-    s.add_argument("--batch-size", type=int, default=128)
-    s.add_argument("--lr", type=float, default=2e-3)
-    s.add_argument("--weight-decay", type=float, default=0.01)
+    s.add_argument("--arch", required=True)
+    s.add_argument("--epochs", type=int, required=True)
+    s.add_argument("--batch-size", type=int, required=True)
+    s.add_argument("--lr", type=float, required=True)
+    s.add_argument("--weight-decay", type=float, required=True)
 
     s = stage("import-classifier", cmd_import_classifier,
               "a teacher checkpoint from torchvision/timm weights (e.g. ImageNet ResNet-18), with its input norm")
@@ -409,25 +424,25 @@ def build_parser():
     s.add_argument("--teacher", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--samples", default=None, help="PNG file for a grid of the DiT samples (a row per class)")
-    s.add_argument("--samples-per-class", type=int, default=20)
-    s.add_argument("--guidance", type=float, default=4.0)
-    s.add_argument("--num-steps", type=int, default=50)
+    s.add_argument("--samples-per-class", type=int, required=True)
+    s.add_argument("--guidance", type=float, required=True)
+    s.add_argument("--num-steps", type=int, required=True)
 
     def model_args(s):
         s.add_argument("--pipeline", required=True, help="DiTPipeline directory")
-        s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        s.add_argument("--batch-size", type=int, default=256)
+        s.add_argument("--device", required=True, choices=["auto", "cpu", "cuda"])
+        s.add_argument("--batch-size", type=int, required=True)
 
     s = stage("encode", cmd_encode, "VAE latents of one class folder -> HDF5")
     model_args(s)
     s.add_argument("--class-dir", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--resolution", type=int, required=True)
-    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--channels", type=int, required=True)
     s.add_argument("--posterior-mean", action="store_true", help="encode with the posterior mean instead of a sample")
-    s.add_argument("--on-bad-image", choices=["error", "skip"], default="error",
+    s.add_argument("--on-bad-image", choices=["error", "skip"], required=True,
                    help="an unreadable image fails the job (default) or is skipped with a warning and counted")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, required=True)
 
     s = stage("invert", cmd_invert, "DDIM inversion with CFG of one class's latents -> HDF5")
     model_args(s)
@@ -436,26 +451,29 @@ def build_parser():
     s.add_argument("--cls", required=True)
     s.add_argument("--label", type=int, required=True, help="the model's label index of the class")
     s.add_argument("--timesteps", type=int, nargs="+", required=True)
-    s.add_argument("--num-steps", type=int, default=50)
-    s.add_argument("--guidance", type=float, default=4.0)
+    s.add_argument("--num-steps", type=int, required=True)
+    s.add_argument("--guidance", type=float, required=True)
 
     s = stage("fit-gaussian", cmd_fit_gaussian, "per-dimension Gaussian + normality stats -> HDF5")
     s.add_argument("--inverted", required=True)
     s.add_argument("--latents", required=True)
     s.add_argument("--out", required=True)
 
+    def group_args(s):  # group sampling (docs/method.md §4): m candidate groups, the score's weights, seed
+        s.add_argument("--m", type=int, required=True)
+        s.add_argument("--seed", type=int, required=True)
+        s.add_argument("--l-mu", type=float, required=True)
+        s.add_argument("--l-sigma", type=float, required=True)
+        s.add_argument("--l-skew", type=float, required=True)
+        s.add_argument("--skew-mode", choices=["paper", "code"], required=True)
+        s.add_argument("--chunk-groups", type=int, required=True)
+
     s = stage("select", cmd_select, "group sampling -> HDF5")
     s.add_argument("--gaussian", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--ipc", type=int, required=True)
-    s.add_argument("--m", type=int, default=100_000)
-    s.add_argument("--timestep", type=int, default=600)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--l-mu", type=float, default=1.0)
-    s.add_argument("--l-sigma", type=float, default=1.0)
-    s.add_argument("--l-skew", type=float, default=0.5)
-    s.add_argument("--skew-mode", choices=["paper", "code"], default="paper")
-    s.add_argument("--chunk-groups", type=int, default=10_000)
+    group_args(s)
+    s.add_argument("--timestep", type=int, required=True)
 
     s = stage("summarize-selection", cmd_summarize_selection, "one CSV row per selected file")
     s.add_argument("selected", nargs="+")
@@ -467,17 +485,17 @@ def build_parser():
     s.add_argument("--out", required=True, help="output folder of PNGs")
     s.add_argument("--guidance", type=float, default=None, help="default: the guidance of the inversion")
     s.add_argument("--num-steps", type=int, default=None)
-    s.add_argument("--resize", type=int, default=0)
-    s.add_argument("--latents-name", default="latents", help="dataset to decode ('random_latents': one random draw)")
-    s.add_argument("--start", default="inverted", choices=["inverted", "above"],
+    s.add_argument("--resize", type=int, required=True)
+    s.add_argument("--latents-name", required=True, help="dataset to decode ('random_latents': one random draw)")
+    s.add_argument("--start", required=True, choices=["inverted", "above"],
                    help="start at the latent's timestep (paper) or one grid step above it (authors' code)")
 
     s = stage("baseline-real", cmd_baseline_real, "IPC random real images of one class -> PNGs")
     s.add_argument("--class-dir", required=True)
     s.add_argument("--ipc", type=int, required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, required=True)
     s.add_argument("--resolution", type=int, required=True)
-    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--channels", type=int, required=True)
     s.add_argument("--out", required=True)
 
     s = stage("baseline-noise", cmd_baseline_noise, "pure-noise latents for plain DiT sampling -> HDF5")
@@ -485,44 +503,53 @@ def build_parser():
     s.add_argument("--cls", required=True)
     s.add_argument("--label", type=int, required=True)
     s.add_argument("--ipc", type=int, required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--num-steps", type=int, default=50)
-    s.add_argument("--guidance", type=float, default=4.0)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--num-steps", type=int, required=True)
+    s.add_argument("--guidance", type=float, required=True)
     s.add_argument("--out", required=True)
 
     s = stage("baseline-kmeans", cmd_baseline_kmeans, "K-means centroids of VAE latents -> HDF5")
     s.add_argument("--latents", required=True)
     s.add_argument("--ipc", type=int, required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--timestep", type=int, default=-1,
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--timestep", type=int, required=True,
                    help="noise the centroids to this timestep for DiT denoising (D4M); -1: VAE decode only")
     s.add_argument("--pipeline", help="the DiTPipeline (its noise schedule), with --timestep")
     s.add_argument("--cls", help="class name, with --timestep")
-    s.add_argument("--label", type=int, default=-1, help="the class's model label, with --timestep")
-    s.add_argument("--num-steps", type=int, default=50)
-    s.add_argument("--guidance", type=float, default=4.0)
+    s.add_argument("--label", type=int, required=True, help="the class's model label, with --timestep")
+    s.add_argument("--num-steps", type=int, required=True)
+    s.add_argument("--guidance", type=float, required=True)
+    s.add_argument("--out", required=True)
+
+    s = stage("prepare-val", cmd_prepare_val, "the validation split, once, as uint8 HDF5 (resized, centre-cropped)")
+    s.add_argument("--val-dirs", nargs="+", required=True, help="one real validation folder per class")
+    s.add_argument("--labels", type=int, nargs="+", required=True, help="label index of each class")
+    s.add_argument("--classes", nargs="+", help="class names, recorded in the provenance")
+    s.add_argument("--resolution", type=int, required=True)
+    s.add_argument("--channels", type=int, required=True)
+    s.add_argument("--crop", type=float, required=True, help="< 1: resize to resolution / crop, centre-crop resolution")
     s.add_argument("--out", required=True)
 
     s = stage("evaluate", cmd_evaluate, "train a student on a distilled set with teacher soft labels -> JSON")
     s.add_argument("--class-dirs", nargs="+", required=True, help="one image folder per class (training set)")
-    s.add_argument("--val-dirs", nargs="+", required=True, help="one real validation folder per class")
+    s.add_argument("--val", required=True, help="the validation split written by prepare-val (HDF5)")
     s.add_argument("--labels", type=int, nargs="+", required=True, help="label index of each class")
     s.add_argument("--teacher", required=True)
     s.add_argument("--student", required=True)
     s.add_argument("--method", required=True)
     s.add_argument("--ipc", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, required=True)
     s.add_argument("--resolution", type=int, required=True)
-    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--channels", type=int, required=True)
     s.add_argument("--epochs", type=int, required=True, help="passes over the training set (the paper's budget)")
-    s.add_argument("--steps", type=int, default=0, help="if > 0: this many optimiser steps instead of --epochs")
-    s.add_argument("--batch-size", type=int, default=0, help="0: the authors' batch size by IPC")
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--weight-decay", type=float, default=0.01)
-    s.add_argument("--mix", choices=["cutmix", "mixup"], default="cutmix")
-    s.add_argument("--temperature", type=float, default=0, help="0: 20 with CutMix, 4 with MixUp")
+    s.add_argument("--steps", type=int, required=True, help="if > 0: this many optimiser steps instead of --epochs")
+    s.add_argument("--batch-size", type=int, required=True, help="0: the authors' batch size by IPC")
+    s.add_argument("--lr", type=float, required=True, help="0: the authors' AdamW rate of the student")
+    s.add_argument("--weight-decay", type=float, required=True)
+    s.add_argument("--mix", choices=["cutmix", "mixup"], required=True)
+    s.add_argument("--temperature", type=float, required=True, help="0: 20 with CutMix, 4 with MixUp")
     s.add_argument("--hard-label", action="store_true")
-    s.add_argument("--cosine-to", type=float, default=0.5)
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], required=True)
     s.add_argument("--out", required=True)
 
     s = stage("collect-eval", cmd_collect_eval, "evaluation JSON files -> one tidy CSV")
@@ -574,14 +601,8 @@ def build_parser():
     s.add_argument("--gaussian", required=True)
     s.add_argument("--out", required=True, help="output folder of PNGs")
     s.add_argument("--ipc", type=int, required=True)
-    s.add_argument("--seed", type=int, required=True)
+    group_args(s)
     s.add_argument("--timestep", type=int, required=True)
-    s.add_argument("--m", type=int, required=True)
-    s.add_argument("--chunk-groups", type=int, required=True)
-    s.add_argument("--l-mu", type=float, required=True)
-    s.add_argument("--l-sigma", type=float, required=True)
-    s.add_argument("--l-skew", type=float, required=True)
-    s.add_argument("--skew-mode", choices=["paper", "code"], required=True)
     s.add_argument("--guidance", type=float, required=True, help="CFG scale of decoding")
     s.add_argument("--start", choices=["inverted", "above"], required=True)
     s.add_argument("--invert-guidance", type=float, required=True,
@@ -602,14 +623,8 @@ def build_parser():
     s.add_argument("--teacher", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--timesteps", type=int, nargs="+", default=None, help="default: every kept timestep of the file")
-    s.add_argument("--ipc", type=int, default=10)
-    s.add_argument("--m", type=int, default=10_000)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--l-mu", type=float, default=1.0)
-    s.add_argument("--l-sigma", type=float, default=1.0)
-    s.add_argument("--l-skew", type=float, default=0.5)
-    s.add_argument("--skew-mode", choices=["paper", "code"], default="paper")
-    s.add_argument("--chunk-groups", type=int, default=10_000)
+    s.add_argument("--ipc", type=int, required=True)
+    group_args(s)
     s.add_argument("--guidance", type=float, default=None, help="default: the guidance of the inversion")
     s.add_argument("--num-steps", type=int, default=None)
 
@@ -625,7 +640,7 @@ def build_parser():
     s.add_argument("--qq-latents", required=True, help="latents file of the class shown in the Q-Q plot")
     s.add_argument("--qq-inverted", required=True, help="inverted file of the same class")
     s.add_argument("--timestep", type=int, required=True)
-    s.add_argument("--qq-dims", type=int, default=4)
+    s.add_argument("--qq-dims", type=int, required=True)
     s.add_argument("--table", required=True, help="normality.csv")
     s.add_argument("--qq-csv", required=True)
 
@@ -651,7 +666,7 @@ def build_parser():
     s.add_argument("--methods", nargs="+", required=True)
     s.add_argument("--classes", nargs="+", required=True)
     s.add_argument("--ipc", type=int, required=True)
-    s.add_argument("--per-class", type=int, default=5)
+    s.add_argument("--per-class", type=int, required=True)
 
     s = stage("fig-storage", cmd_fig_storage, "figure + table: Gaussian parameters vs distilled images, bytes per class")
     fig_args(s, data=False)
@@ -676,7 +691,7 @@ def build_parser():
     s.add_argument("--classes", nargs="+", required=True)
     s.add_argument("--labels", type=int, nargs="+", required=True)
     s.add_argument("--resolution", type=int, required=True)
-    s.add_argument("--channels", type=int, default=3)
+    s.add_argument("--channels", type=int, required=True)
     s.add_argument("--out", required=True)
     return p
 

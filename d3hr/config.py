@@ -11,8 +11,35 @@ from .data import EMBEDDED, check_class_name, list_classes
 SCHEMA = Path(__file__).resolve().parent / "schema.yaml"
 
 
+# evaluate.protocol presets: the values a named protocol fixes (docs/method.md §6). `authors`: the D3HR authors'
+# validation code (validation/argument.py, validate.py) for ImageNet: budget in epochs, batch size by IPC, AdamW at
+# their rate per student and weight decay 0.01, CutMix at temperature 20, validation resized to 256 and centre-cropped
+# to 224. Their schedule, loss and the weight-decay exclusion apply to every protocol.
+PROTOCOLS = {
+    "authors": {"steps": 0, "full_steps": 0, "batch_size": 0, "lr": 0, "weight_decay": 0.01, "mix": "cutmix",
+                "temperature": 0, "val_crop": 0.875},
+}
+
+
+def apply_protocol(config: dict) -> dict:
+    """Fill the keys of a named `evaluate.protocol`; a key set to another value is an error (say `custom`)."""
+    ev = config.get("evaluate") or {}
+    name = ev.get("protocol", "custom")
+    if name == "custom":
+        return config
+    if name not in PROTOCOLS:
+        raise D3HRError(f"evaluate.protocol={name!r} is not one of {['custom', *PROTOCOLS]}")
+    for key, value in PROTOCOLS[name].items():
+        if key in ev and ev[key] != value:
+            raise D3HRError(f"evaluate.{key}={ev[key]!r} differs from protocol {name!r} ({value!r}): remove the key, "
+                            "or set evaluate.protocol: custom")
+        ev[key] = value
+    return config
+
+
 def validate_schema(config: dict, schema=SCHEMA) -> dict:
-    """Validate against the JSON schema, filling defaults (as snakemake.utils.validate does)."""
+    """Validate against the JSON schema, filling defaults (as snakemake.utils.validate does); a named
+    evaluate.protocol fills its keys first."""
     import yaml
     from jsonschema import Draft202012Validator, validators
 
@@ -22,6 +49,7 @@ def validate_schema(config: dict, schema=SCHEMA) -> dict:
                 instance.setdefault(prop, sub["default"])
         yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
 
+    apply_protocol(config)
     cls = validators.extend(Draft202012Validator, {"properties": set_defaults})
     errors = sorted(cls(yaml.safe_load(Path(schema).read_text())).iter_errors(config), key=lambda e: list(e.path))
     if errors:

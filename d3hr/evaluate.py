@@ -3,67 +3,64 @@ top-1/top-5 on the real validation split (the RDED protocol the D3HR authors reu
 
 Per step: a batch of distilled images -> RandomResizedCrop(scale 0.08-1) + horizontal flip -> CutMix (or MixUp);
 the teacher's temperature-softened outputs on that same batch are the targets; loss KL(teacher || student) at
-temperature T (20 with CutMix, 4 with MixUp), batch mean, no T^2 factor (the authors' setting); AdamW; cosine
-schedule that decays to `cosine_to` x the base rate (the authors: 0.5). Hard-label mode: cross-entropy on the
-CutMix-mixed labels, no teacher.
+temperature T (20 with CutMix, 4 with MixUp), batch mean, no T^2 factor (the authors' setting); AdamW without weight
+decay on biases and norm parameters; learning-rate factor 0.5 (1 + cos(pi e / 2E)) (the authors'). Hard-label mode:
+cross-entropy on the CutMix-mixed labels, no teacher.
+
+The same code runs on the CPU and on a GPU. On a GPU the distilled set stays uint8 on the device (when it fits),
+is augmented there in batches, and student and teacher run in bf16 autocast with channels_last. The validation
+split is read from the HDF5 file that `prepare_val` writes once per dataset, one batch at a time; the distilled set is
+held once, as uint8, and above `host_limit_bytes()` read from a uint8 HDF5 file one batch at a time: a job's peak host
+memory does not grow with the validation split or (beyond that limit) with the distilled set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data import to_model_range
-from .nets import frozen_for_inference, logits
+from . import D3HRError
+from .augment import cutmix, mixup, random_resized_crop_flip
+from .nets import frozen_for_inference
+
+# The authors' AdamW learning rate per student (validation/argument.py), by timm name and by their torchvision names.
+AUTHORS_LR = {
+    "resnet18": 1e-3, "resnet50": 1e-3, "resnet101": 1e-3, "efficientnet_b0": 2e-3, "mobilenetv2_100": 2.5e-3,
+    "mobilenet_v2": 2.5e-3, "vgg11": 5e-4, "vit_base_patch16_224": 1e-4, "vit_b_16": 1e-4,
+    "swin_tiny_patch4_window7_224": 1e-4, "swinv2_tiny_window8_256": 1e-4, "swin_v2_t": 1e-4, "alexnet": 1e-4,
+}
+VAL_BATCH = {"cpu": 100, "cuda": 500}  # validation images per forward (CPU: bounds the activations)
+
+
+def student_lr(arch: str, lr: float = 0.0) -> float:
+    """`lr` if > 0, else the authors' rate for `arch` (ConvNets and ResNets 1e-3)."""
+    if lr > 0:
+        return lr
+    if arch in AUTHORS_LR:
+        return AUTHORS_LR[arch]
+    if arch.startswith(("convnet", "resnet")):
+        return 1e-3
+    raise D3HRError(f"the authors give no learning rate for student {arch!r}: set evaluate.lr to a number > 0")
+
+
+def lr_factor(progress: float) -> float:
+    """The authors' schedule: 0.5 (1 + cos(pi e / 2E)) at progress e / E, from 1 down to 0.5."""
+    return 0.5 * (1 + math.cos(math.pi * progress / 2))
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float):
     """KL(softmax(t / T) || softmax(s / T)), mean over the batch, without the T^2 factor."""
     return F.kl_div(F.log_softmax(student_logits / temperature, 1), F.softmax(teacher_logits / temperature, 1),
                     reduction="batchmean")
-
-
-def random_resized_crop_flip(x, gen, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """Per-image RandomResizedCrop + horizontal flip of a batch (N x C x H x W), as one bilinear grid_sample."""
-    n = x.shape[0]
-    area = torch.empty(n).uniform_(*scale, generator=gen)
-    logr = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
-    r = logr.exp()
-    w = (area * r).sqrt().clamp(max=1.0)  # crop width / image width
-    h = (area / r).sqrt().clamp(max=1.0)
-    cx = (torch.rand(n, generator=gen) * 2 - 1) * (1 - w)  # crop centre in [-1, 1] coordinates
-    cy = (torch.rand(n, generator=gen) * 2 - 1) * (1 - h)
-    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def cutmix(x, gen, rng, alpha=1.0):
-    """CutMix: paste a random box of a permuted batch; returns (mixed x, permutation, effective lambda)."""
-    n, _, hh, ww = x.shape
-    lam = float(rng.beta(alpha, alpha))
-    perm = torch.randperm(n, generator=gen)
-    cut = math.sqrt(1 - lam)
-    bh, bw = int(hh * cut), int(ww * cut)
-    cy, cx = int(torch.randint(0, hh, (1,), generator=gen)), int(torch.randint(0, ww, (1,), generator=gen))
-    y0, y1, x0, x1 = max(cy - bh // 2, 0), min(cy + bh // 2, hh), max(cx - bw // 2, 0), min(cx + bw // 2, ww)
-    x = x.clone()
-    x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
-    return x, perm, 1 - (y1 - y0) * (x1 - x0) / (hh * ww)
-
-
-def mixup(x, gen, rng, alpha=0.8):
-    lam = float(rng.beta(alpha, alpha))
-    perm = torch.randperm(x.shape[0], generator=gen)
-    return lam * x + (1 - lam) * x[perm], perm, lam
 
 
 def authors_batch_size(ipc, num_classes: int, n_images: int) -> int:
@@ -82,57 +79,222 @@ def budget_steps(n_images: int, batch_size: int, epochs: int) -> int:
     return epochs * -(-n_images // batch_size)
 
 
+def optimizer(model, lr: float, weight_decay: float, fused: bool = False):
+    """AdamW with weight decay on the weights only, not on biases and norm parameters (the authors' rule; timm's
+    grouping of parameters with ndim <= 1)."""
+    from timm.optim import param_groups_weight_decay
+
+    return torch.optim.AdamW(param_groups_weight_decay(model, weight_decay), lr=lr, fused=fused or None)
+
+
+# ---------------------------------------------------------------- data: the distilled set and the validation split
+
+
+def host_limit_bytes() -> int:
+    """Largest distilled set held in host memory; above it the set is read from a uint8 HDF5 file one batch at a time
+    (environment D3HR_EVAL_HOST_MB, default 1024)."""
+    return int(float(os.environ.get("D3HR_EVAL_HOST_MB", "1024")) * 2**20)
+
+
+def load_image_set(dirs, labels, resolution: int, channels: int, spill=None):
+    """The images of one folder per class as uint8 NHWC, and int64 labels, read one batch of files at a time: a
+    preallocated numpy array when the set fits `host_limit_bytes()`, else streamed into the uint8 HDF5 file `spill`
+    and returned as its (open) h5py dataset."""
+    from .data import iter_image_batches, list_images
+
+    files, ys = [], []
+    for d, lab in zip(dirs, labels):
+        got = list_images(d)
+        files += got
+        ys += [lab] * len(got)
+    shape = (len(files), resolution, resolution, channels)
+    if int(np.prod(shape)) <= host_limit_bytes() or spill is None:
+        x = np.empty(shape, np.uint8)
+    else:
+        import h5py
+
+        x = h5py.File(spill, "w").create_dataset("images", shape, np.uint8, chunks=(1, *shape[1:]))
+    i = 0
+    for _, batch in iter_image_batches(files, resolution, channels, 256):
+        x[i : i + len(batch)] = batch
+        i += len(batch)
+    return x, np.asarray(ys, np.int64)
+
+
+def prepare_val(dirs, labels, resolution: int, channels: int, crop: float, out, classes=None, batch: int = 256):
+    """Write the validation split once as uint8 HDF5 (`images` N x H x W x C, `labels`), streaming one batch at a
+    time. crop < 1: resize the short side to resolution / crop, then centre-crop `resolution` (the authors' ImageNet
+    validation: 256, then 224)."""
+    import h5py
+
+    from .data import iter_image_batches, list_images
+    from .h5io import atomic_output, provenance, set_attrs
+
+    files, ys = [], []
+    for d, lab in zip(dirs, labels):
+        got = list_images(d)
+        files += got
+        ys += [lab] * len(got)
+    resize = round(resolution / crop)
+    off = (resize - resolution) // 2
+    with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
+        n = len(files)
+        img = f.create_dataset("images", (n, resolution, resolution, channels), np.uint8,
+                               chunks=(min(256, n), resolution, resolution, channels), track_times=False)
+        f.create_dataset("labels", data=np.asarray(ys, np.int64), track_times=False)
+        i = 0
+        bar = tqdm(total=n, desc="prepare val", mininterval=10, file=sys.stderr)
+        for _, b in iter_image_batches(files, resize, channels, batch):
+            img[i : i + len(b)] = b[:, off : off + resolution, off : off + resolution]
+            i += len(b)
+            bar.update(len(b))
+        set_attrs(f, provenance(resolution=resolution, resize=resize, crop=crop, channels=channels, n_images=n,
+                                classes=list(classes or []), labels=list(map(int, labels))))
+
+
+def val_batches(val, size: int = VAL_BATCH["cpu"]):
+    """(uint8 NHWC, labels) batches of the validation split: `val` is the HDF5 file of `prepare_val` or (x, y)."""
+    if isinstance(val, (str, Path)):
+        from .h5io import open_h5
+
+        with open_h5(val, "validation") as f:
+            y = f["labels"][:]
+            for i in range(0, len(y), size):
+                yield f["images"][i : i + size], y[i : i + size]
+    else:
+        x, y = val
+        for i in range(0, len(y), size):
+            yield x[i : i + size], np.asarray(y[i : i + size])
+
+
+# ---------------------------------------------------------------- training
+
+
+def _model_input(x_uint8, device, memory_format):
+    """uint8 NHWC tensor -> float NCHW in d3hr's [-1, 1] range (data.to_model_range) on `device`."""
+    x = x_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return x.contiguous(memory_format=memory_format)
+
+
+class _Batches:
+    """The distilled set, held once as uint8: on the GPU when it fits, else where it is (a numpy array, or an HDF5
+    dataset read one batch at a time); sorted indices -> model-input batches."""
+
+    def __init__(self, x_uint8, device, memory_format):
+        self.device, self.memory_format = device, memory_format
+        self.x = torch.from_numpy(x_uint8) if isinstance(x_uint8, np.ndarray) else x_uint8
+        self.where = "host memory" if isinstance(x_uint8, np.ndarray) else "HDF5, one batch at a time"
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if int(np.prod(x_uint8.shape)) < 0.3 * free:  # copied over in slices: no second host copy
+                self.x = torch.empty(x_uint8.shape, dtype=torch.uint8, device=device)
+                for i in range(0, len(x_uint8), 1024):
+                    self.x[i : i + 1024] = torch.from_numpy(np.asarray(x_uint8[i : i + 1024])).to(device)
+                self.where = "device memory"
+
+    def __call__(self, idx):
+        if isinstance(self.x, torch.Tensor):
+            xb = self.x[idx.to(self.x.device)]
+        else:  # HDF5: rows in increasing order
+            xb = torch.from_numpy(self.x[idx.numpy()])
+        return _model_input(xb, self.device, self.memory_format)
+
+
+def _autocast(device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
 @torch.no_grad()
-def topk_accuracy(model, x_uint8, y, ks=(1, 5), batch=500):
-    out = logits(model, x_uint8, batch)
-    top = out.topk(min(max(ks), out.shape[1]), 1).indices  # top-k with k >= classes: always a hit
-    yy = torch.as_tensor(y).view(-1, 1)
-    return {k: int((top[:, :k] == yy).any(1).sum()) / len(x_uint8) for k in ks}
+def topk_accuracy(model, val, ks=(1, 5), device="cpu"):
+    """Top-k accuracy of `model` on the validation split, one batch in memory at a time."""
+    device = torch.device(device)
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    model.eval()
+    hits, n = dict.fromkeys(ks, 0), 0
+    for xb, yb in val_batches(val, VAL_BATCH.get(device.type, 100)):
+        with _autocast(device):
+            out = model(_model_input(torch.from_numpy(np.ascontiguousarray(xb)), device, fmt)).float()
+        top = out.topk(min(max(ks), out.shape[1]), 1).indices.cpu()  # top-k with k >= classes: always a hit
+        yy = torch.as_tensor(yb).view(-1, 1)
+        for k in ks:
+            hits[k] += int((top[:, :k] == yy).any(1).sum())
+        n += len(yb)
+    return {k: hits[k] / n for k in ks}
 
 
-def train_student(student, teacher, x_train, y_train, x_val, y_val, steps, batch_size, lr, weight_decay, seed,
-                  mix="cutmix", temperature=None, hard_label=False, cosine_to=0.5, n_evals=5):
-    """Train `student` for `steps` steps; evaluate on val at the last `n_evals` points of the last 10% of training."""
+def student_step(student, teacher, x, y, opt, gen, rng, mix, temperature, device):
+    """One optimiser step on the model-input batch `x`: RandomResizedCrop + flip, CutMix / MixUp, then KL to the
+    teacher's outputs on the same batch (eq. 6.1) or, without a teacher, cross-entropy on the mixed labels `y`."""
+    student.train()
+    x = random_resized_crop_flip(x, gen)
+    x, perm, lam = (cutmix if mix == "cutmix" else mixup)(x, gen, rng)
+    with _autocast(device):
+        out = student(x).float()
+    if teacher is None:
+        loss = lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[perm])
+    else:
+        with torch.no_grad(), _autocast(device):
+            target = teacher(x).float()  # soft labels on the same augmented batch
+        loss = kd_loss(out, target, temperature)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr, weight_decay, seed,
+                  mix="cutmix", temperature=None, hard_label=False, epochs=None, n_evals=5, device="cpu"):
+    """Train `student` for `steps` steps over epochs of shuffled batches of the uint8 NHWC set `x_train`.
+
+    With `epochs` (the authors' budget: steps = epochs x batches per epoch) the learning-rate factor changes once per
+    epoch and the student is evaluated after each of the last min(10, epochs) epochs; without, the factor changes every
+    step and the student is evaluated at `n_evals` points of the last 10% of the steps. Returns the final and the best
+    of those evaluations."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     T = temperature or (20.0 if mix == "cutmix" else 4.0)
-    x_all = to_model_range(x_train)
-    y_all = torch.as_tensor(y_train)
-    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
-    # cosine from 1 to `cosine_to` x the base rate (0.5: the authors' half-period cosine)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cosine_to + (1 - cosine_to) * 0.5 * (1 + math.cos(math.pi * i / steps)))
-    eval_at = sorted({steps - 1 - round(j * 0.1 * steps / max(1, n_evals - 1)) for j in range(n_evals)})
+    n = len(x_train)
+    bs = max(1, min(batch_size, n))
+    per_epoch = -(-n // bs)
+    batches = _Batches(x_train, device, fmt)
+    y_all = torch.as_tensor(y_train).to(device)
+    student = student.to(device, memory_format=fmt)
+    opt = optimizer(student, lr, weight_decay, fused=cuda)
+    if epochs:
+        eval_at = sorted({min(steps, per_epoch * (epochs - j)) - 1 for j in range(min(10, epochs))})
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor((i // per_epoch) / epochs))
+    else:
+        eval_at = sorted({steps - 1 - round(j * 0.1 * steps / max(1, n_evals - 1)) for j in range(n_evals)})
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i / steps))
+    if hard_label:
+        teacher = None
+    elif teacher is not None:
+        teacher = frozen_for_inference(teacher.to(device, memory_format=fmt), batches(torch.arange(bs)))
     evals, losses = [], []
-    n_batch = min(batch_size, max(len(x_all), 2))
-    if teacher is not None:
-        teacher = frozen_for_inference(teacher, x_all[:1].expand(n_batch, -1, -1, -1).contiguous())
     t0 = time.time()
     for step in tqdm(range(steps), desc="train student", mininterval=10, file=sys.stderr):
-        student.train()
-        idx = torch.randint(0, len(x_all), (n_batch,), generator=gen)
-        x = random_resized_crop_flip(x_all[idx], gen)
-        x, perm, lam = (cutmix if mix == "cutmix" else mixup)(x, gen, rng)
-        out = student(x)
-        if hard_label:
-            y = y_all[idx]
-            loss = lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[perm])
-        else:
-            with torch.no_grad():
-                target = teacher(x)  # soft labels on the same augmented batch
-            loss = kd_loss(out, target, T)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if step % per_epoch == 0:
+            order = torch.randperm(n, generator=gen)  # a shuffled pass over the set, the last batch partial
+        idx = order[(step % per_epoch) * bs : (step % per_epoch + 1) * bs].sort().values
+        y = None if teacher is not None else y_all[idx.to(device)]
+        loss = student_step(student, teacher, batches(idx), y, opt, gen, rng, mix, T, device)
         sched.step()
-        losses.append(loss.item())
+        losses.append(loss)
         if step in eval_at:
-            acc = topk_accuracy(student, x_val, y_val)
-            evals.append({"step": step + 1, "top1": acc[1], "top5": acc[5]})
+            acc = topk_accuracy(student, val, device=device)
+            evals.append({"step": step + 1, "epoch": step // per_epoch + 1, "top1": acc[1], "top5": acc[5]})
+    losses = torch.stack(losses).float().cpu().numpy()
     best = max(evals, key=lambda e: e["top1"])
     return {
         "top1": evals[-1]["top1"], "top5": evals[-1]["top5"],
-        "top1_best_last10pct": best["top1"], "best_step": best["step"], "evals": evals,
+        "top1_best_last": best["top1"], "best_step": best["step"], "evals": evals,
         "loss_first": float(np.mean(losses[: max(1, steps // 20)])), "loss_last": float(np.mean(losses[-max(1, steps // 20):])),
-        "train_seconds": time.time() - t0, "temperature": T,
+        "train_seconds": time.time() - t0, "temperature": T, "device": str(device),
+        "autocast": "bf16" if cuda else "none", "train_set": batches.where, "lr_base": lr, "batches_per_epoch": per_epoch,
     }

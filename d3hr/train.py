@@ -172,7 +172,7 @@ def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_dec
     """Hard-label training with RandomResizedCrop(scale 0.08-1) + flip (the ImageNet recipe of the paper's teacher),
     AdamW, cosine schedule. The crops matter: students query the teacher on exactly such crops, and a teacher trained
     on whole images only is brittle there (and on the slightly blurred images a VAE decodes)."""
-    from .evaluate import random_resized_crop_flip
+    from .evaluate import random_resized_crop_flip  # d3hr.augment's, re-exported
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -5,11 +5,15 @@ import os
 from pathlib import Path
 
 from d3hr import D3HRError, code_version
-from d3hr.config import check_semantics, dataset_classes, dataset_root, grid_ipc, model_labels
+from d3hr.config import apply_protocol, check_semantics, dataset_classes, dataset_root, grid_ipc, model_labels
 from d3hr.data import IMAGE_EXTENSIONS
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+try:
+    apply_protocol(config)  # evaluate.protocol: a named preset fills its keys before the schema's defaults
+except D3HRError as e:
+    raise WorkflowError(f"config: {e}")
 validate(config, schema="../config/schema.yaml")
 try:
     check_semantics(config)
@@ -21,6 +25,8 @@ except D3HRError as e:
 
 
 EVAL = config.get("evaluate") or {}
+# the settings of a student's training: only these rerun the evaluation jobs (not methods, seeds, labels, ...)
+student_settings = {k: EVAL.get(k) for k in ("batch_size", "lr", "weight_decay", "mix", "temperature")}
 
 # Every job runs `python -m d3hr` from this workflow's own folder, whatever the software deployment (the `.venv` of
 # `make run`, `--sdm conda`, a cluster node, where the job re-reads this file): the environment provides the
@@ -112,6 +118,10 @@ def eval_class_dirs(wc):
     if wc.method == "full":
         return [f"{dataset_root_of(wc)}/train/{c}" for c in CLASSES[wc.dataset]]
     return [f"results/{wc.dataset}/images/{wc.method}/ipc{wc.ipc}/{c}" for c in CLASSES[wc.dataset]]
+
+
+def eval_resolution(wc):
+    return ds(wc).get("decode_resize") or ds(wc)["resolution"]
 
 
 def eval_train_input(wc):

@@ -1,10 +1,35 @@
 # Evaluation (docs/method.md §6): a student per (method, IPC, student, seed), then per-IPC collectors and the tables.
 
 
+rule prepare_val:
+    input:
+        split_images("val"),
+    output:
+        "results/{dataset}/val.h5",
+    log:
+        "logs/{dataset}/prepare_val.log",
+    benchmark:
+        "benchmarks/{dataset}/prepare_val.tsv"
+    conda:
+        "../envs/d3hr.yaml"
+    params:
+        val_dirs=lambda wc: [f"{dataset_root_of(wc)}/val/{c}" for c in CLASSES[wc.dataset]],
+        classes=lambda wc: CLASSES[wc.dataset],
+        labels=labels_of,
+        resolution=eval_resolution,
+        channels=lambda wc: ds(wc)["channels"],
+        crop=EVAL.get("val_crop"),
+        code=code_version("evaluate"),
+    shell:
+        "python -m d3hr prepare-val --val-dirs {params.val_dirs:q} --labels {params.labels}"
+        " --classes {params.classes:q} --resolution {params.resolution} --channels {params.channels}"
+        " --crop {params.crop} --out {output:q} > {log:q} 2>&1"
+
+
 rule evaluate:
     input:
         train=eval_train_input,
-        val=split_images("val"),
+        val="results/{dataset}/val.h5",
         teacher=teacher_path,
     output:
         "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
@@ -19,28 +44,23 @@ rule evaluate:
         gpu=1,
     params:
         class_dirs=eval_class_dirs,
-        val_dirs=lambda wc: [f"{dataset_root_of(wc)}/val/{c}" for c in CLASSES[wc.dataset]],
         labels=labels_of,
-        resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
+        resolution=eval_resolution,
         channels=lambda wc: ds(wc)["channels"],
         epochs=lambda wc: EVAL["full_epochs"] if wc.method == "full" else EVAL["epochs"],
         steps=lambda wc: EVAL["full_steps"] if wc.method == "full" else EVAL["steps"],
-        batch_size=lambda wc: EVAL["batch_size"],
-        lr=lambda wc: EVAL["lr"],
-        weight_decay=lambda wc: EVAL["weight_decay"],
-        mix=lambda wc: EVAL["mix"],
-        temperature=lambda wc: EVAL["temperature"],
-        cosine_to=lambda wc: EVAL["cosine_to"],
+        ev=student_settings,
+        device=config["device"],
         hard="",
         code=code_version("evaluate"),
     shell:
-        "python -m d3hr evaluate --threads {threads} --class-dirs {params.class_dirs:q} --val-dirs {params.val_dirs:q}"
-        " --labels {params.labels} --teacher {input.teacher:q} --student {wildcards.student}"
+        "python -m d3hr evaluate --threads {threads} --device {params.device} --class-dirs {params.class_dirs:q}"
+        " --val {input.val:q} --labels {params.labels} --teacher {input.teacher:q} --student {wildcards.student}"
         " --method {wildcards.method} --ipc {wildcards.ipc} --seed {wildcards.seed}"
         " --resolution {params.resolution} --channels {params.channels} --epochs {params.epochs}"
-        " --steps {params.steps} --batch-size {params.batch_size} --lr {params.lr}"
-        " --weight-decay {params.weight_decay} --mix {params.mix} --temperature {params.temperature}"
-        " --cosine-to {params.cosine_to} {params.hard} --out {output:q} > {log:q} 2>&1"
+        " --steps {params.steps} --batch-size {params.ev[batch_size]} --lr {params.ev[lr]}"
+        " --weight-decay {params.ev[weight_decay]} --mix {params.ev[mix]} --temperature {params.ev[temperature]}"
+        " {params.hard} --out {output:q} > {log:q} 2>&1"
 
 
 # The same student trained on the class labels alone (no teacher): for the label-robust scores (evaluate.labels).

@@ -140,3 +140,19 @@ def test_config_readme_describes_every_schema_key():
     assert len(leaves) > 60 and not [k for k, node in leaves if not node.get("description")]
     assert (REPO / "config" / "README.md").read_text() == schema_markdown(), "run `make config-readme`"
     assert "| `select.m` | integer | >= 1 | required |" in schema_markdown()
+
+
+def test_cli_examples_in_the_docs_parse():
+    """docs/configuration.md's `d3hr <stage>` examples name every required flag (the CLI has no defaults of its own
+    for what the workflow sets), so each parses."""
+    import shlex
+
+    from d3hr.cli import build_parser
+
+    text = (REPO / "docs" / "configuration.md").read_text()
+    start = text.index("```bash\nd3hr encode") + len("```bash\n")
+    lines = text[start : text.index("```", start)].replace("\\\n", " ").strip().split("\n")
+    assert len(lines) >= 10
+    parser = build_parser()
+    for line in lines:
+        parser.parse_args(shlex.split(line.split("   #")[0])[1:])  # SystemExit on a missing flag

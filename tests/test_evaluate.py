@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from d3hr.baselines import kmeans
-from d3hr.evaluate import cutmix, kd_loss, random_resized_crop_flip, train_student
+from d3hr.augment import cutmix, random_resized_crop_flip
+from d3hr.evaluate import kd_loss, train_student
 from d3hr.nets import create_classifier
 from d3hr.tables import collect, write_tables
 
@@ -57,12 +58,12 @@ def test_student_learns_from_teacher():
     teacher = create_classifier("convnet_tiny", 4, 3, resolution=16)
     student = create_classifier("convnet_tiny", 4, 3, resolution=16)
     before = [p.detach().clone() for p in student.parameters()]
-    res = train_student(student, teacher, x, y, x, y, steps=30, batch_size=16, lr=1e-2, weight_decay=0.0, seed=0,
+    res = train_student(student, teacher, x, y, (x, y), steps=30, batch_size=16, lr=1e-2, weight_decay=0.0, seed=0,
                         temperature=1.0)
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
     assert res["loss_last"] < res["loss_first"]
     assert 0 <= res["top1"] <= 1 and res["top5"] == 1.0  # 4 classes: top-5 always hits
-    hard = train_student(create_classifier("convnet_tiny", 4, 3, resolution=16), None, x, y, x, y, steps=30,
+    hard = train_student(create_classifier("convnet_tiny", 4, 3, resolution=16), None, x, y, (x, y), steps=30,
                          batch_size=16, lr=1e-2, weight_decay=0.0, seed=0, hard_label=True)
     assert hard["loss_last"] < hard["loss_first"]
 
@@ -81,14 +82,14 @@ def test_tables_aggregate_exactly(tmp_path):
         for ipc in (1, 10):
             for seed in range(3):
                 r = {"method": method, "ipc": str(ipc), "student": "convnet", "seed": seed,
-                     "top1": base + 0.01 * seed + ipc / 100, "top5": 0.9, "top1_best_last10pct": 0.6,
+                     "top1": base + 0.01 * seed + ipc / 100, "top5": 0.9, "top1_best_last": 0.6,
                      "best_step": 10, "steps": 10, "n_train_images": ipc * 10, "train_seconds": 1.0}
                 p = tmp_path / f"{method}-{ipc}-{seed}.json"
                 p.write_text(json.dumps(r))
                 rows.append(p)
     full = tmp_path / "full.json"
     full.write_text(json.dumps({"method": "full", "ipc": "all", "student": "convnet", "seed": 0, "top1": 0.9,
-                                "top1_best_last10pct": 0.95}))
+                                "top1_best_last": 0.95}))
     collect(rows).to_csv(tmp_path / "a.csv", index=False)
     collect([full]).to_csv(tmp_path / "b.csv", index=False)
     df, s = write_tables([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "out")
@@ -194,3 +195,81 @@ def test_decode_start_is_the_inverted_timestep_or_one_grid_step_above():
     assert start_timestep(980, grid, "above") == 980  # pure noise at the last grid step starts there
     with pytest.raises(D3HRError, match="inverted' or 'above"):
         start_timestep(600, grid, "below")
+
+
+def test_authors_schedule_per_epoch_and_no_decay_on_biases_and_norms():
+    from d3hr.evaluate import lr_factor, optimizer, student_lr
+
+    # eq. (6.2): 0.5 (1 + cos(pi e / 2E)) runs from 1 to 0.5, at e = E/2: 0.5 (1 + cos(pi / 4))
+    assert lr_factor(0) == 1.0 and lr_factor(1) == pytest.approx(0.5)
+    assert lr_factor(0.5) == pytest.approx(0.5 * (1 + np.sqrt(0.5)))
+    model = create_classifier("convnet_tiny", 4, 3, resolution=16)
+    groups = optimizer(model, 1e-3, 0.01).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] == 0.01 for p in g["params"]}
+    for name, p in model.named_parameters():  # conv / linear weights decay; biases and norm parameters do not
+        assert (id(p) in decayed) == (p.ndim > 1), name
+    assert student_lr("resnet50") == 1e-3 and student_lr("mobilenetv2_100") == 2.5e-3 and student_lr("convnet") == 1e-3
+    assert student_lr("resnet50", 0.2) == 0.2
+    with pytest.raises(Exception, match="set evaluate.lr"):
+        student_lr("deit_tiny_patch16_224")
+
+
+def test_epoch_budget_steps_the_rate_once_per_epoch_and_evaluates_the_last_epochs(monkeypatch):
+    import d3hr.evaluate as ev
+
+    rates = []
+    real_opt = ev.optimizer
+
+    def spy(model, lr, wd, fused=False):
+        opt = real_opt(model, lr, wd, fused)
+        opt.register_step_pre_hook(lambda o, args, kwargs: rates.append(o.param_groups[0]["lr"]))
+        return opt
+
+    monkeypatch.setattr(ev, "optimizer", spy)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (10, 16, 16, 3), dtype=np.uint8), np.arange(10) % 2
+    # 10 images, batch 4: 3 batches per epoch (the last partial), 12 epochs -> 36 steps
+    res = ev.train_student(create_classifier("convnet_tiny", 2, 3, resolution=16), None, x, y, (x, y), steps=36,
+                           batch_size=4, lr=1e-3, weight_decay=0.01, seed=0, hard_label=True, epochs=12)
+    assert res["batches_per_epoch"] == 3 and len(rates) == 36
+    assert rates == pytest.approx([1e-3 * ev.lr_factor((i // 3) / 12) for i in range(36)])
+    assert [e["epoch"] for e in res["evals"]] == list(range(3, 13))  # after each of the last 10 epochs
+    assert res["top1_best_last"] == max(e["top1"] for e in res["evals"]) and res["top1"] == res["evals"][-1]["top1"]
+
+
+def test_protocol_authors_fills_its_values_and_refuses_a_different_one():
+    from d3hr import D3HRError
+    from d3hr.config import PROTOCOLS, apply_protocol
+
+    cfg = {"evaluate": {"protocol": "authors", "epochs": 300}}
+    apply_protocol(cfg)
+    assert cfg["evaluate"] == {"protocol": "authors", "epochs": 300, **PROTOCOLS["authors"]}
+    assert cfg["evaluate"]["val_crop"] == 0.875 and cfg["evaluate"]["lr"] == 0
+    with pytest.raises(D3HRError, match=r"evaluate.steps=300 differs from protocol 'authors'"):
+        apply_protocol({"evaluate": {"protocol": "authors", "steps": 300}})
+    custom = {"evaluate": {"protocol": "custom", "steps": 300}}
+    assert apply_protocol(custom) == {"evaluate": {"protocol": "custom", "steps": 300}}
+
+
+def test_prepare_val_resizes_then_centre_crops_and_batches_read_it_back(tmp_path):
+    from PIL import Image
+
+    from d3hr.evaluate import prepare_val, val_batches
+
+    rng = np.random.default_rng(0)
+    dirs = []
+    for c in ("a", "b"):
+        d = tmp_path / "val" / c
+        d.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(d / f"{i}.png")
+        dirs.append(d)
+    prepare_val(dirs, [4, 7], 14, 3, 0.875, tmp_path / "val.h5", classes=["a", "b"])
+    # 0.875: the short side to 16 (= 14 / 0.875), then the centre 14 x 14 (ImageNet: 256, then 224)
+    from d3hr.data import load_image
+
+    want = np.stack([load_image(f, 16, 3)[1:15, 1:15] for d in dirs for f in sorted(d.glob("*.png"))])
+    got = list(val_batches(tmp_path / "val.h5", size=4))
+    assert [len(b) for b, _ in got] == [4, 2]
+    assert np.array_equal(np.concatenate([b for b, _ in got]), want)
+    assert np.concatenate([lab for _, lab in got]).tolist() == [4, 4, 4, 7, 7, 7]

@@ -107,11 +107,73 @@ def test_encode_memory_does_not_grow_with_the_class(tmp_path):
         for i in range(n):
             Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(d / f"{i:05d}.png", compress_level=0)
     peak = {n: _peak_rss_mb([str(BIN / "d3hr"), "encode", "--pipeline", str(pipe), "--class-dir", str(tmp_path / f"c{n}" / "big"),
-                             "--resolution", "64", "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path / f"{n}.h5")])
+                             "--resolution", "64", "--batch-size", "32", "--device", "cpu", "--channels", "3", "--seed", "0",
+                             "--on-bad-image", "error", "--out", str(tmp_path / f"{n}.h5")])
             for n in (100, 1000)}
     with h5py.File(tmp_path / "1000.h5") as f:
         assert f["latents"].shape == (1000, 4, 32, 32) and f["latents"].chunks is not None and f["latents"].compression == "gzip"
     assert peak[1000] - peak[100] < 25, peak
+
+
+@pytest.mark.slow
+def test_evaluate_memory_does_not_grow_with_the_validation_split_or_the_distilled_set(tmp_path):
+    """The validation split is prepared once (uint8 HDF5) and read one batch at a time, and a distilled set above the
+    host limit (D3HR_EVAL_HOST_MB, lowered here to 1 MB) is streamed through a uint8 HDF5 file: 12x more validation
+    images (6,000 of 64x64: 74 MB as uint8, 295 MB as float32) or 10x more training images (4,000: 49 MB as uint8,
+    197 MB as float32) cost an evaluation job no more memory than a few batches. Measured here: +20..32 MB between
+    500 and 3,000 validation images (allocator noise); a version that loads the whole split, as evaluate did before,
+    takes +150 MB (the uint8 array and its list of images) or more, one that holds the training set as float32 +200 MB."""
+    make_teacher(tmp_path / "teacher.pt", ["a", "b"], resolution=64)
+    rng = np.random.default_rng(0)
+
+    def folders(name, n):
+        dirs = []
+        for c in ("a", "b"):
+            d = tmp_path / name / c
+            d.mkdir(parents=True)
+            for i in range(n // 2):
+                Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(d / f"{i:05d}.png",
+                                                                                          compress_level=0)
+            dirs.append(d)
+        return dirs
+
+    vals = {}
+    for n in (500, 6000):
+        vals[n] = tmp_path / f"val{n}.h5"
+        p = _d3hr("prepare-val", "--val-dirs", *folders(f"val{n}", n), "--labels", 0, 1, "--resolution", 64,
+                  "--channels", 3, "--crop", 1.0, "--out", vals[n])
+        assert p.returncode == 0, p.stderr
+    trains = {n: folders(f"train{n}", n) for n in (400, 4000)}
+
+    def peak(n_train, n_val):
+        out = tmp_path / f"eval-{n_train}-{n_val}.json"
+        mb = _peak_rss_mb(["env", "D3HR_EVAL_HOST_MB=1", str(BIN / "d3hr"), "evaluate", "--class-dirs",
+                           *map(str, trains[n_train]), "--val", str(vals[n_val]), "--labels", "0", "1",
+                           "--teacher", str(tmp_path / "teacher.pt"), "--student", "convnet_tiny", "--method", "m",
+                           "--ipc", "5", "--seed", "0", "--resolution", "64", "--channels", "3", "--epochs", "1",
+                           "--steps", "2", "--batch-size", "4", "--lr", "0", "--weight-decay", "0.01",
+                           "--mix", "cutmix", "--temperature", "0", "--device", "cpu", "--threads", "1",
+                           "--out", str(out)])
+        res = json.loads(out.read_text())
+        assert res["n_val_images"] == n_val and res["n_train_images"] == n_train
+        assert res["train_set"] == "HDF5, one batch at a time"
+        return mb
+
+    base, more_val, more_train = peak(400, 500), peak(400, 6000), peak(4000, 500)
+    assert more_val - base < 45 and more_train - base < 45, (base, more_val, more_train)
+
+
+def _flags(**kw):
+    return [x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", v)]
+
+
+ENCODE = _flags(channels=3, batch_size=4, seed=0, on_bad_image="error")
+
+
+def _eval_flags(**kw):
+    """The evaluate flags the workflow always sets, with test values (`batch_size=4` for --batch-size 4)."""
+    return _flags(**{"seed": 0, "channels": 3, "epochs": 1, "steps": 2, "batch_size": 0, "lr": 0,
+                     "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "device": "cpu", **kw})
 
 
 def _d3hr(*args):
@@ -123,27 +185,30 @@ def test_cli_errors_name_the_file_and_write_nothing(tmp_path, tiny_pipeline):
     cls = tmp_path / "d" / "train" / "cat"
     (cls / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     out = tmp_path / "out" / "cat.h5"
-    p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 16, "--device", "cpu", "--out", out)
+    p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 16, "--device", "cpu", *ENCODE,
+              "--out", out)
     assert p.returncode == 2 and "zz_broken.png: cannot read image" in p.stderr
     assert not out.exists() and not list(out.parent.glob("*.h5"))
-    p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 16, "--device", "cpu", "--out", out,
-              "--on-bad-image", "skip")
+    p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 16, "--device", "cpu", *ENCODE,
+              "--out", out, "--on-bad-image", "skip")
     assert p.returncode == 0 and "skipped" in p.stderr
     with h5py.File(out) as f:
         assert f["latents"].shape[0] == 3 and f.attrs["n_skipped"] == 1
     # a folder that is not a pipeline, a wrong resolution, NaN latents
-    p = _d3hr("encode", "--pipeline", tmp_path, "--class-dir", cls, "--resolution", 16, "--out", tmp_path / "x.h5")
+    p = _d3hr("encode", "--pipeline", tmp_path, "--class-dir", cls, "--resolution", 16, "--device", "cpu", *ENCODE,
+              "--out", tmp_path / "x.h5")
     assert p.returncode == 2 and "not a diffusers pipeline directory" in p.stderr
-    p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 32, "--device", "cpu",
+    p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 32, "--device", "cpu", *ENCODE,
               "--out", tmp_path / "y.h5", "--on-bad-image", "skip")
     assert p.returncode != 0 and "resolution" in p.stderr and not (tmp_path / "y.h5").exists()
     with h5py.File(out, "r+") as f:
         f["latents"][1, 0, 0, 0] = np.nan
     p = _d3hr("invert", "--pipeline", tiny_pipeline, "--latents", out, "--cls", "cat", "--label", 0, "--timesteps", 600,
-              "--out", tmp_path / "inv.h5", "--device", "cpu")
+              "--out", tmp_path / "inv.h5", "--device", "cpu", *_flags(batch_size=4, num_steps=50, guidance=4.0))
     assert p.returncode == 2 and "NaN/Inf" in p.stderr and "[1]" in p.stderr and not (tmp_path / "inv.h5").exists()
     # a label the model does not have
-    p = _d3hr("baseline-noise", "--pipeline", tiny_pipeline, "--cls", "cat", "--label", 7, "--ipc", 1, "--out", tmp_path / "n.h5")
+    p = _d3hr("baseline-noise", "--pipeline", tiny_pipeline, "--cls", "cat", "--label", 7, "--ipc", 1,
+              *_flags(seed=0, num_steps=50, guidance=4.0), "--out", tmp_path / "n.h5")
     assert p.returncode == 2 and "outside the model's 2 classes" in p.stderr
 
 
@@ -167,8 +232,12 @@ def test_teacher_with_wrong_class_count_is_rejected(tmp_path):
     dirs = [tmp_path / "d" / "train" / c for c in "abc"]
     vals = [tmp_path / "d" / "val" / c for c in "abc"]
     out = tmp_path / "e.json"
-    p = _d3hr("evaluate", "--class-dirs", *dirs, "--val-dirs", *vals, "--labels", 0, 1, 2, "--teacher", teacher,
-              "--student", "convnet_tiny", "--method", "random_real", "--ipc", 2, "--resolution", 16, "--epochs", 1, "--steps", 2, "--out", out)
+    p = _d3hr("prepare-val", "--val-dirs", *vals, "--labels", 0, 1, 2, "--resolution", 16, "--channels", 3, "--crop", 1,
+              "--out", tmp_path / "val.h5")
+    assert p.returncode == 0, p.stderr
+    p = _d3hr("evaluate", "--class-dirs", *dirs, "--val", tmp_path / "val.h5", "--labels", 0, 1, 2, "--teacher", teacher,
+              "--student", "convnet_tiny", "--method", "random_real", "--ipc", 2, "--resolution", 16, *_eval_flags(),
+              "--out", out)
     assert p.returncode == 2 and "the teacher has 2 classes, but label 2 is used" in p.stderr and not out.exists()
     from d3hr import D3HRError
     from d3hr.nets import load_classifier
@@ -183,17 +252,21 @@ def test_teacher_and_student_training_repeat_exactly_in_new_processes(tmp_path):
     root = make_dataset(tmp_path / "d", classes=("cat", "dog"), n_train=6, size=16)
     for i in (1, 2):
         p = _d3hr("train-teacher", "--threads", 1, "--root", root, "--classes", "cat", "dog", "--resolution", 16,
-                  "--arch", "convnet_tiny", "--epochs", 1, "--seed", 3, "--out", tmp_path / f"t{i}.pt")
+                  "--arch", "convnet_tiny", "--epochs", 1, "--seed", 3, "--channels", 3, "--batch-size", 128,
+                  "--lr", 2e-3, "--weight-decay", 0.01, "--out", tmp_path / f"t{i}.pt")
         assert p.returncode == 0, p.stderr
     t1, t2 = (torch.load(tmp_path / f"t{i}.pt", weights_only=False)["state_dict"] for i in (1, 2))
     assert all(torch.equal(t1[k], t2[k]) for k in t1)
     runs = []
+    p = _d3hr("prepare-val", "--val-dirs", root / "val" / "cat", root / "val" / "dog", "--labels", 0, 1,
+              "--resolution", 16, "--channels", 3, "--crop", 1, "--out", tmp_path / "val.h5")
+    assert p.returncode == 0, p.stderr
     for i in (1, 2):
         out = tmp_path / f"e{i}.json"
         p = _d3hr("evaluate", "--threads", 1, "--class-dirs", root / "train" / "cat", root / "train" / "dog",
-                  "--val-dirs", root / "val" / "cat", root / "val" / "dog", "--labels", 0, 1, "--teacher",
-                  tmp_path / "t1.pt", "--student", "convnet_tiny", "--method", "d3hr", "--ipc", 6, "--seed", 1,
-                  "--resolution", 16, "--epochs", 1, "--steps", 20, "--batch-size", 4, "--out", out)
+                  "--val", tmp_path / "val.h5", "--labels", 0, 1, "--teacher", tmp_path / "t1.pt",
+                  "--student", "convnet_tiny", "--method", "d3hr", "--ipc", 6, "--resolution", 16,
+                  *_eval_flags(seed=1, steps=20, batch_size=4), "--out", out)
         assert p.returncode == 0, p.stderr
         runs.append({k: v for k, v in json.loads(out.read_text()).items() if k != "train_seconds"})
     assert runs[0] == runs[1]

@@ -29,7 +29,7 @@ def test_paper_students_train_two_steps_at_224px(arch, tiny_imagenet_batch):
     torch.set_num_threads(1)
     student = create_classifier(arch, 3, 3, small_input=False, resolution=224, seed=0)
     before = [p.detach().clone() for p in student.parameters()]
-    res = train_student(student, teacher, x, y, x, y, steps=2, batch_size=2, lr=1e-3, weight_decay=0.01, seed=0,
+    res = train_student(student, teacher, x, y, (x, y), steps=2, batch_size=2, lr=1e-3, weight_decay=0.01, seed=0,
                         n_evals=1)
     assert np.isfinite([res["loss_first"], res["loss_last"]]).all()
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
