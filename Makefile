@@ -35,6 +35,7 @@ bench: venv
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/group_sampling.py
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/dag_imagenet.py
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/gpu_stages.py
+	PATH="$(BIN):$$PATH" $(BIN)/python bench/eval_throughput.py
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/job_overhead.py
 
 # copy the figures of the embedded default's run into docs/figures/ and fill the numbers of README.md and

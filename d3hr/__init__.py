@@ -31,7 +31,7 @@ STAGE_MODULES = {
     "select": ["group_sampling", "seeds"],
     "decode": ["decode", "ddim", "models"],
     "baselines": ["baselines", "data", "seeds"],
-    "evaluate": ["evaluate", "augment", "nets", "data"],
+    "evaluate": ["evaluate", "augment", "archs", "nets", "data"],  # archs: the authors' rate per student
     "ablation": ["ablation", "group_sampling", "decode", "ddim", "models", "nets", "data", "seeds"],
     "figures": ["figures", "tables", "data", "nets", "methods"],
     "variants": ["variants", "group_sampling", "decode", "ddim", "gaussian", "models", "seeds"],

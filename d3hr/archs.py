@@ -14,6 +14,25 @@ from . import D3HRError
 # this set equals nets.LOCAL_ARCHS.
 LOCAL_ARCHS = frozenset({"resnet_tiny", "convnet", "convnet_tiny", "convnet_in", "convnet_tiny_in"})
 
+# The authors' AdamW learning rate per student (validation/argument.py), by timm name and by their torchvision names;
+# `evaluate.lr: 0` uses it (d3hr/evaluate.py), and the config check refuses a student without one.
+AUTHORS_LR = {
+    "resnet18": 1e-3, "resnet50": 1e-3, "resnet101": 1e-3, "efficientnet_b0": 2e-3, "mobilenetv2_100": 2.5e-3,
+    "mobilenet_v2": 2.5e-3, "vgg11": 5e-4, "vit_base_patch16_224": 1e-4, "vit_b_16": 1e-4,
+    "swin_tiny_patch4_window7_224": 1e-4, "swinv2_tiny_window8_256": 1e-4, "swin_v2_t": 1e-4, "alexnet": 1e-4,
+}
+
+
+def student_lr(arch: str, lr: float = 0.0) -> float:
+    """`lr` if > 0, else the authors' rate for `arch` (ConvNets and ResNets 1e-3)."""
+    if lr > 0:
+        return lr
+    if arch in AUTHORS_LR:
+        return AUTHORS_LR[arch]
+    if arch.startswith(("convnet", "resnet")):
+        return 1e-3
+    raise D3HRError(f"the authors give no learning rate for student {arch!r}: set evaluate.lr to a number > 0")
+
 
 def timm_model_names(cache_dir: str | Path = ".snakemake/d3hr") -> frozenset:
     """timm's model names (without pretrained tags), from `{cache_dir}/timm-{version}-models.txt`; on a miss, import

@@ -178,43 +178,48 @@ def cmd_evaluate(a):
 
     import numpy as np
 
+    from .archs import student_lr
     from .device import pick_device
-    from .evaluate import authors_batch_size, budget_steps, load_image_set, student_lr, train_student
+    from .evaluate import authors_batch_size, budget_steps, load_image_set, train_student
     from .h5io import atomic_output, open_h5, read_attrs
     from .nets import create_classifier, load_classifier
 
     _threads(a.threads)
     if len(a.class_dirs) != len(a.labels):
         raise D3HRError("--class-dirs and --labels must have one entry per class")
+    lr = student_lr(a.student, a.lr)  # before any image is read: an unknown rate fails at once
     teacher, ck = load_classifier(a.teacher)
     if max(a.labels) >= ck["num_classes"]:
         raise D3HRError(f"{a.teacher}: the teacher has {ck['num_classes']} classes, but label {max(a.labels)} is used")
     with open_h5(a.val, "validation") as f:
         val_attrs = read_attrs(f)
-    if val_attrs.get("resolution") != a.resolution:
-        raise D3HRError(f"{a.val}: validation images are {val_attrs.get('resolution')} px, the students train at "
-                        f"{a.resolution} px; rerun prepare-val")
-    spill = tempfile.TemporaryDirectory(prefix="d3hr-eval-")  # a large set is streamed through a uint8 HDF5 here
-    x, y = load_image_set(a.class_dirs, a.labels, a.resolution, a.channels, spill=Path(spill.name) / "train.h5")
-    if len(x) == 0:
-        raise D3HRError(f"no training images in {a.class_dirs[0]} and the other --class-dirs")
-    # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
-    student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=a.resolution <= 64,
-                                resolution=a.resolution, seed=a.seed)
-    batch_size = a.batch_size or authors_batch_size(a.ipc, len(a.labels), len(x))
-    steps = a.steps or budget_steps(len(x), batch_size, a.epochs)
-    lr = student_lr(a.student, a.lr)
+    for key, want in (("resolution", a.resolution), ("channels", a.channels), ("labels", list(a.labels))):
+        got = val_attrs.get(key)
+        if (list(map(int, got)) if key == "labels" and got is not None else got) != want:
+            raise D3HRError(f"{a.val}: the validation file has {key} {got}, this job {want}; rerun prepare-val")
     device = pick_device(a.device)
-    res = train_student(student, None if a.hard_label else teacher, x, y, a.val, steps, batch_size, lr,
-                        a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label,
-                        epochs=None if a.steps else a.epochs, device=device)
-    res.update(method=a.method, ipc=a.ipc, student=a.student, seed=a.seed, n_train_images=int(len(x)),
+    with tempfile.TemporaryDirectory(prefix="d3hr-eval-") as spill:  # a large set is streamed through a uint8 HDF5
+        x, y = load_image_set(a.class_dirs, a.labels, a.resolution, a.channels, spill=Path(spill) / "train.h5",
+                              device=device)
+        if len(x) == 0:
+            raise D3HRError(f"no training images in {a.class_dirs[0]} and the other --class-dirs")
+        # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
+        student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=a.resolution <= 64,
+                                    resolution=a.resolution, seed=a.seed)
+        n_train = len(x)
+        batch_size = a.batch_size or authors_batch_size(a.ipc, len(a.labels), n_train)
+        steps = a.steps or budget_steps(n_train, batch_size, a.epochs)
+        try:
+            res = train_student(student, None if a.hard_label else teacher, x, y, a.val, steps, batch_size, lr,
+                                a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label,
+                                epochs=None if a.steps else a.epochs, device=device)
+        finally:
+            if not isinstance(x, np.ndarray) and hasattr(x, "file"):
+                x.file.close()
+    res.update(method=a.method, ipc=a.ipc, student=a.student, seed=a.seed, n_train_images=n_train,
                n_val_images=int(val_attrs.get("n_images", 0)), steps=steps, epochs=None if a.steps else a.epochs,
                batch_size=batch_size, lr=lr, weight_decay=a.weight_decay, mix=a.mix, hard_label=a.hard_label,
                teacher=str(a.teacher), teacher_arch=ck["arch"], val_crop=val_attrs.get("crop"))
-    if not isinstance(x, np.ndarray):
-        x.file.close()
-    spill.cleanup()
     with atomic_output(a.out) as tmp:
         tmp.write_text(json.dumps(res, indent=1))
     print(f"[d3hr] {a.method} ipc {a.ipc} {a.student} seed {a.seed}: top-1 {res['top1']:.4f} "

@@ -81,10 +81,11 @@ def check_semantics(config: dict) -> dict:
     if fig.get("grid_ipc") is not None and fig["grid_ipc"] not in config["select"]["ipc"]:
         raise D3HRError(f"figures.grid_ipc={fig['grid_ipc']} is not in select.ipc {config['select']['ipc']}")
     if config.get("evaluate"):
-        from .archs import check_arch_name  # no torch or timm while the Snakefile is parsed
+        from .archs import check_arch_name, student_lr  # no torch or timm while the Snakefile is parsed
 
         for student in config["evaluate"]["students"]:
             check_arch_name(student)
+            student_lr(student, config["evaluate"]["lr"])  # lr 0: the authors' rate, which must exist
     for name, ds in config["datasets"].items():
         for key in ("model", "teacher"):
             if ds[key] == "train" and key == "model" and not {"vae", "dit"} <= set(config.get("train", {})):

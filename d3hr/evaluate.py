@@ -32,24 +32,7 @@ from . import D3HRError
 from .augment import cutmix, mixup, random_resized_crop_flip
 from .nets import frozen_for_inference
 
-# The authors' AdamW learning rate per student (validation/argument.py), by timm name and by their torchvision names.
-AUTHORS_LR = {
-    "resnet18": 1e-3, "resnet50": 1e-3, "resnet101": 1e-3, "efficientnet_b0": 2e-3, "mobilenetv2_100": 2.5e-3,
-    "mobilenet_v2": 2.5e-3, "vgg11": 5e-4, "vit_base_patch16_224": 1e-4, "vit_b_16": 1e-4,
-    "swin_tiny_patch4_window7_224": 1e-4, "swinv2_tiny_window8_256": 1e-4, "swin_v2_t": 1e-4, "alexnet": 1e-4,
-}
 VAL_BATCH = {"cpu": 100, "cuda": 500}  # validation images per forward (CPU: bounds the activations)
-
-
-def student_lr(arch: str, lr: float = 0.0) -> float:
-    """`lr` if > 0, else the authors' rate for `arch` (ConvNets and ResNets 1e-3)."""
-    if lr > 0:
-        return lr
-    if arch in AUTHORS_LR:
-        return AUTHORS_LR[arch]
-    if arch.startswith(("convnet", "resnet")):
-        return 1e-3
-    raise D3HRError(f"the authors give no learning rate for student {arch!r}: set evaluate.lr to a number > 0")
 
 
 def lr_factor(progress: float) -> float:
@@ -96,10 +79,16 @@ def host_limit_bytes() -> int:
     return int(float(os.environ.get("D3HR_EVAL_HOST_MB", "1024")) * 2**20)
 
 
-def load_image_set(dirs, labels, resolution: int, channels: int, spill=None):
-    """The images of one folder per class as uint8 NHWC, and int64 labels, read one batch of files at a time: a
-    preallocated numpy array when the set fits `host_limit_bytes()`, else streamed into the uint8 HDF5 file `spill`
-    and returned as its (open) h5py dataset."""
+def _fits_on(device, nbytes: int) -> bool:
+    """A uint8 set of `nbytes` is held on `device` (a GPU) when it takes less than 30% of its free memory."""
+    return device is not None and device.type == "cuda" and nbytes < 0.3 * torch.cuda.mem_get_info(device)[0]
+
+
+def load_image_set(dirs, labels, resolution: int, channels: int, spill=None, device=None):
+    """The images of one folder per class as uint8 NHWC, and int64 labels, read one batch of files at a time into
+    one of: a uint8 tensor on `device` (a GPU, when the set fits there), a preallocated numpy array (when it fits
+    `host_limit_bytes()` or no `spill` file is given), else the uint8 HDF5 file `spill`, returned as its open h5py
+    dataset."""
     from .data import iter_image_batches, list_images
 
     files, ys = [], []
@@ -108,7 +97,10 @@ def load_image_set(dirs, labels, resolution: int, channels: int, spill=None):
         files += got
         ys += [lab] * len(got)
     shape = (len(files), resolution, resolution, channels)
-    if int(np.prod(shape)) <= host_limit_bytes() or spill is None:
+    nbytes = int(np.prod(shape))
+    if _fits_on(device, nbytes):
+        x = torch.empty(shape, dtype=torch.uint8, device=device)
+    elif nbytes <= host_limit_bytes() or spill is None:
         x = np.empty(shape, np.uint8)
     else:
         import h5py
@@ -116,7 +108,7 @@ def load_image_set(dirs, labels, resolution: int, channels: int, spill=None):
         x = h5py.File(spill, "w").create_dataset("images", shape, np.uint8, chunks=(1, *shape[1:]))
     i = 0
     for _, batch in iter_image_batches(files, resolution, channels, 256):
-        x[i : i + len(batch)] = batch
+        x[i : i + len(batch)] = torch.from_numpy(batch).to(device) if isinstance(x, torch.Tensor) else batch
         i += len(batch)
     return x, np.asarray(ys, np.int64)
 
@@ -148,6 +140,7 @@ def prepare_val(dirs, labels, resolution: int, channels: int, crop: float, out, 
             img[i : i + len(b)] = b[:, off : off + resolution, off : off + resolution]
             i += len(b)
             bar.update(len(b))
+        bar.close()
         set_attrs(f, provenance(resolution=resolution, resize=resize, crop=crop, channels=channels, n_images=n,
                                 classes=list(classes or []), labels=list(map(int, labels))))
 
@@ -182,15 +175,16 @@ class _Batches:
 
     def __init__(self, x_uint8, device, memory_format):
         self.device, self.memory_format = device, memory_format
-        self.x = torch.from_numpy(x_uint8) if isinstance(x_uint8, np.ndarray) else x_uint8
-        self.where = "host memory" if isinstance(x_uint8, np.ndarray) else "HDF5, one batch at a time"
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if int(np.prod(x_uint8.shape)) < 0.3 * free:  # copied over in slices: no second host copy
-                self.x = torch.empty(x_uint8.shape, dtype=torch.uint8, device=device)
-                for i in range(0, len(x_uint8), 1024):
-                    self.x[i : i + 1024] = torch.from_numpy(np.asarray(x_uint8[i : i + 1024])).to(device)
-                self.where = "device memory"
+        if isinstance(x_uint8, torch.Tensor):
+            self.x = x_uint8
+        elif _fits_on(device, int(np.prod(x_uint8.shape))):  # copied over in slices: no second host copy
+            self.x = torch.empty(x_uint8.shape, dtype=torch.uint8, device=device)
+            for i in range(0, len(x_uint8), 1024):
+                self.x[i : i + 1024] = torch.from_numpy(np.asarray(x_uint8[i : i + 1024])).to(device)
+        else:
+            self.x = torch.from_numpy(x_uint8) if isinstance(x_uint8, np.ndarray) else x_uint8
+        self.where = ("device memory" if self.x.device.type == "cuda" else "host memory") \
+            if isinstance(self.x, torch.Tensor) else "HDF5, one batch at a time"
 
     def __call__(self, idx):
         if isinstance(self.x, torch.Tensor):

@@ -250,6 +250,8 @@ def benchmark_files(wc):
                 labels=label_modes(),
                 seed=e["seeds"],
             )
+    if eval_methods():
+        out.append(f"{b}/prepare_val.tsv")
     if metrics_on():
         out += [f"{b}/{r}/{c}.tsv" for r in ("features", "metrics") for c in classes]
     for v in ablation_variants():

@@ -78,6 +78,12 @@ def test_selected_timestep_must_be_kept_and_students_must_exist():
     with pytest.raises(D3HRError, match="unknown classifier architecture 'resnet_999'"):
         check(with_(("evaluate", "students"), ["resnet_999"]))
     check(with_(("evaluate", "students"), ["resnet18", "mobilenetv2_100", "convnet"]))
+    # lr 0 (the default config): the authors' rate per student, which a student without one cannot use
+    assert DEFAULT["evaluate"]["lr"] == 0
+    with pytest.raises(D3HRError, match="no learning rate for student 'deit_tiny_patch16_224': set evaluate.lr"):
+        check(with_(("evaluate", "students"), ["deit_tiny_patch16_224"]))
+    deit = with_(("evaluate", "students"), ["deit_tiny_patch16_224"])
+    check(deit | {"evaluate": {**deit["evaluate"], "lr": 5e-4}})
 
 
 def test_student_names_are_checked_without_torch_from_a_cache_of_timm_names(tmp_path):

@@ -198,7 +198,8 @@ def test_decode_start_is_the_inverted_timestep_or_one_grid_step_above():
 
 
 def test_authors_schedule_per_epoch_and_no_decay_on_biases_and_norms():
-    from d3hr.evaluate import lr_factor, optimizer, student_lr
+    from d3hr.archs import student_lr
+    from d3hr.evaluate import lr_factor, optimizer
 
     # eq. (6.2): 0.5 (1 + cos(pi e / 2E)) runs from 1 to 0.5, at e = E/2: 0.5 (1 + cos(pi / 4))
     assert lr_factor(0) == 1.0 and lr_factor(1) == pytest.approx(0.5)
