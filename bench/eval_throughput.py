@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--images", type=int, default=1000, help="size of the (random) distilled set held in memory")
     ap.add_argument("--compile", action="store_true", help="also time our step with torch.compile'd student and teacher")
+    ap.add_argument("--repeats", type=int, default=1, help="time reference and ours alternately this many times")
     a = ap.parse_args()
     device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
     cuda = device.type == "cuda"
@@ -102,8 +103,10 @@ def main():
 
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
     print(f"# {name}; {a.arch} student + teacher, {res} px, batch {batch}, {steps} timed steps, torch {torch.__version__}")
-    r_ref = rate(reference, steps, batch, device)
-    r_ours = rate(ours, steps, batch, device)
+    pairs = [(rate(reference, steps, batch, device), rate(ours, steps, batch, device)) for _ in range(a.repeats)]
+    if a.repeats > 1:
+        print("repeats (reference, ours, ratio): " + "; ".join(f"{r:,.0f}, {o:,.0f}, {o / r:.2f}" for r, o in pairs))
+    r_ref, r_ours = (float(np.median(v)) for v in zip(*pairs))  # medians over the repeats
     a.compile = a.compile and cuda  # the CPU teacher is a frozen TorchScript module
     if a.compile:
         student, teacher = torch.compile(student), torch.compile(teacher)

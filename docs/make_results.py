@@ -22,6 +22,28 @@ def bench_s(path) -> float:
     return float(pd.read_csv(path, sep="\t")["s"].iloc[0])
 
 
+def headline(acc: pd.DataFrame) -> str:
+    """D3HR minus each baseline at each IPC (final-step top-1 of the soft-label students, points), with the seeds'
+    spread: a difference below the larger of the two standard deviations is not resolved by these seeds."""
+    acc = acc[~acc["hard_label"].astype(bool)] if "hard_label" in acc else acc
+    g = acc.groupby(["method", "ipc"])["top1"].agg(["mean", "std"]) * 100
+    ipcs = [i for i in ("1", "10", "50") if ("d3hr", i) in g.index]
+    lines = ["| D3HR minus (points) | " + " | ".join(f"IPC {i}" for i in ipcs) + " |", "|---|" + "---|" * len(ipcs)]
+    resolved = 0
+    for m in ("random_real", "kmeans", "dit_noise", "d3hr_nogroup"):
+        cells = []
+        for i in ipcs:
+            if (m, i) not in g.index:
+                cells.append("")
+                continue
+            d, sd = g.loc[("d3hr", i), "mean"] - g.loc[(m, i), "mean"], max(g.loc[("d3hr", i), "std"], g.loc[(m, i), "std"])
+            resolved += abs(d) >= sd
+            cells.append(f"{d:+.1f} (std {sd:.1f})" + ("" if abs(d) >= sd else ", not resolved"))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", f"{resolved} of these {len(ipcs) * 4} differences exceed the larger seed std of the two sets."]
+    return "\n".join(lines)
+
+
 def blocks() -> dict[str, str]:
     q = json.loads((R / "models" / "quality.json").read_text())
     ev = sorted((B / "eval").rglob("*.tsv"))
@@ -47,6 +69,10 @@ def blocks() -> dict[str, str]:
                       ("metric_correlation", "tables/metric_correlation.md"), ("label_robust", "tables/label_robust.md")):
         if (R / rel).exists():  # a run still in progress has no tables yet
             out[name] = (R / rel).read_text().strip()
+    if "accuracy" in out:  # the README shows the headline table: top-1 at the end of training
+        out["accuracy_final"] = out["accuracy"].split("\n\n")[0]
+    if (R / "tables" / "accuracy.csv").exists():
+        out["headline"] = headline(pd.read_csv(R / "tables" / "accuracy.csv", dtype={"ipc": str}))
     if (R / "tables" / "costs.csv").exists():
         total = pd.read_csv(R / "tables" / "costs.csv").set_index("stage").loc["all stages", "total_s"]
         out["job_seconds"] = f"The jobs of this run add up to {total:,.0f} s"
