@@ -96,12 +96,12 @@ def _peak_rss_mb(args):
 
 @pytest.mark.slow
 def test_encode_memory_does_not_grow_with_the_class(tmp_path):
-    """Encoding streams batches: 10x more images (of 64x64, 48 MB as float32 at 1,000) cost no more memory than
-    a few batches. Measured here: +2..6 MB between 100 and 1,000 images; a version that holds the class in memory
-    takes +45 MB or more."""
+    """Encoding streams batches: 25x more images (of 64x64, 98 MB as float32 at 2,500) cost no more memory than
+    a few batches. Measured here: +2..33 MB between 100 and 1,000 images (allocator noise, the larger in a full
+    suite run); a version that holds the class in memory takes +45 MB per 1,000 images, +110 MB at 2,500."""
     pipe = make_pipeline(tmp_path / "pipe", ["big"], resolution=64)
     rng = np.random.default_rng(0)
-    for n in (100, 1000):
+    for n in (100, 2500):
         d = tmp_path / f"c{n}" / "big"
         d.mkdir(parents=True)
         for i in range(n):
@@ -109,10 +109,10 @@ def test_encode_memory_does_not_grow_with_the_class(tmp_path):
     peak = {n: _peak_rss_mb([str(BIN / "d3hr"), "encode", "--pipeline", str(pipe), "--class-dir", str(tmp_path / f"c{n}" / "big"),
                              "--resolution", "64", "--batch-size", "32", "--device", "cpu", "--channels", "3", "--seed", "0",
                              "--on-bad-image", "error", "--out", str(tmp_path / f"{n}.h5")])
-            for n in (100, 1000)}
-    with h5py.File(tmp_path / "1000.h5") as f:
-        assert f["latents"].shape == (1000, 4, 32, 32) and f["latents"].chunks is not None and f["latents"].compression == "gzip"
-    assert peak[1000] - peak[100] < 25, peak
+            for n in (100, 2500)}
+    with h5py.File(tmp_path / "2500.h5") as f:
+        assert f["latents"].shape == (2500, 4, 32, 32) and f["latents"].chunks is not None and f["latents"].compression == "gzip"
+    assert peak[2500] - peak[100] < 45, peak
 
 
 @pytest.mark.slow

@@ -195,7 +195,8 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     assert _other(jobs, "eel") == []
     assert _rules(jobs) == sorted(["ablation_timestep", "ablation_variant", "ablation_table", "all", "collect_eval",
                                    "decode", "dit_noise", "encode", "evaluate", "fit_gaussian", "invert", "kmeans",
-                                   "random_real", "select", "selection_summary", "tables", "real_features"]
+                                   "random_real", "select", "selection_summary", "tables", "real_features",
+                                   "prepare_val"]  # the validation split gains the class's images
                                   + FIGURE_RULES + SCORE_RULES)
 
 
