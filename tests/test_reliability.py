@@ -150,9 +150,7 @@ def test_evaluate_memory_does_not_grow_with_the_validation_split_or_the_distille
         mb = _peak_rss_mb(["env", "D3HR_EVAL_HOST_MB=1", str(BIN / "d3hr"), "evaluate", "--class-dirs",
                            *map(str, trains[n_train]), "--val", str(vals[n_val]), "--labels", "0", "1",
                            "--teacher", str(tmp_path / "teacher.pt"), "--student", "convnet_tiny", "--method", "m",
-                           "--ipc", "5", "--seed", "0", "--resolution", "64", "--channels", "3", "--epochs", "1",
-                           "--steps", "2", "--batch-size", "4", "--lr", "0", "--weight-decay", "0.01",
-                           "--mix", "cutmix", "--temperature", "0", "--device", "cpu", "--threads", "1",
+                           "--ipc", "5", "--resolution", "64", *map(str, _eval_flags(batch_size=4, threads=1)),
                            "--out", str(out)])
         res = json.loads(out.read_text())
         assert res["n_val_images"] == n_val and res["n_train_images"] == n_train
