@@ -10,8 +10,7 @@ from pathlib import Path
 
 from . import D3HRError
 
-# Our own names (d3hr/nets.py builds them); anything else must be a timm model name. tests/test_config.py checks that
-# this set equals nets.LOCAL_ARCHS.
+# Our own names (d3hr/nets.py builds them and imports this set); anything else must be a timm model name.
 LOCAL_ARCHS = frozenset({"resnet_tiny", "convnet", "convnet_tiny", "convnet_in", "convnet_tiny_in"})
 
 # The authors' AdamW learning rate per student (validation/argument.py), by timm name and by their torchvision names;

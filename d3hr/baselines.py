@@ -10,13 +10,17 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from . import D3HRError
 from .data import list_images, load_image
 from .ddim import timestep_grid
 from .h5io import check_finite, open_h5, provenance, read_attrs, write_h5
 from .seeds import derive_seed
+
+
+def _normal(seed: int, shape) -> np.ndarray:
+    """Seeded standard normal float32 draws (numpy's PCG64: these jobs import no torch)."""
+    return np.random.Generator(np.random.PCG64(seed)).standard_normal(tuple(shape), dtype=np.float32)
 
 
 def random_real(class_dir, ipc: int, seed: int, resolution: int, channels: int = 3) -> np.ndarray:
@@ -64,8 +68,7 @@ def kmeans_latents(latents_h5, out, ipc: int, seed: int, timestep: int = -1, alp
         if alphas_cumprod is None or label < 0:
             raise D3HRError(f"{latents_h5}: noising K-means centroids to t={timestep} needs the schedule and the label")
         abar = float(alphas_cumprod[timestep])
-        gen = torch.Generator().manual_seed(derive_seed(seed, "kmeans_noise", a["cls"], ipc))
-        eps = torch.randn(c.shape, generator=gen).numpy()
+        eps = _normal(derive_seed(seed, "kmeans_noise", a["cls"], ipc), c.shape)
         c = (abar**0.5 * c + (1.0 - abar) ** 0.5 * eps).astype(np.float32)  # q(z_t | z_0), DDPM forward process
     write_h5(out, {"latents": c}, provenance(stage="kmeans", cls=a["cls"], ipc=ipc, seed=seed, timestep=timestep,
                                              label=label, model=a.get("model"), num_inference_steps=num_steps,
@@ -74,8 +77,7 @@ def kmeans_latents(latents_h5, out, ipc: int, seed: int, timestep: int = -1, alp
 
 def noise_latents(out, cls: str, label: int, ipc: int, seed: int, latent_shape, num_steps: int, guidance: float):
     """Pure Gaussian noise at the last grid timestep: decoding it is plain DiT sampling with CFG."""
-    gen = torch.Generator().manual_seed(derive_seed(seed, "dit_noise", cls, ipc))
-    z = torch.randn((ipc, *latent_shape), generator=gen).numpy()
+    z = _normal(derive_seed(seed, "dit_noise", cls, ipc), (ipc, *latent_shape))
     t = int(timestep_grid(1000, num_steps)[-1])
     write_h5(out, {"latents": z}, provenance(stage="dit_noise", cls=cls, label=label, ipc=ipc, seed=seed, timestep=t,
                                              num_inference_steps=num_steps, guidance=guidance))

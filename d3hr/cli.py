@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import D3HRError, __version__
+from . import D3HRError, __version__, code_version
 
 
 def _threads(n):
@@ -138,7 +138,7 @@ def cmd_summarize_selection(a):
 
 def cmd_baseline_real(a):
     from .baselines import random_real
-    from .decode import save_pngs
+    from .images import save_pngs
 
     imgs = random_real(Path(a.class_dir), a.ipc, a.seed, a.resolution, a.channels)
     save_pngs(imgs, a.out, prefix=Path(a.class_dir).name.replace(" ", "_"))
@@ -166,7 +166,7 @@ def cmd_baseline_kmeans(a):
 
 
 def cmd_prepare_val(a):
-    from .evaluate import prepare_val
+    from .valset import prepare_val
 
     if len(a.val_dirs) != len(a.labels):
         raise D3HRError("--val-dirs and --labels must have one entry per class")
@@ -219,7 +219,8 @@ def cmd_evaluate(a):
     res.update(method=a.method, ipc=a.ipc, student=a.student, seed=a.seed, n_train_images=n_train,
                n_val_images=int(val_attrs.get("n_images", 0)), steps=steps, epochs=None if a.steps else a.epochs,
                batch_size=batch_size, lr=lr, weight_decay=a.weight_decay, mix=a.mix, hard_label=a.hard_label,
-               teacher=str(a.teacher), teacher_arch=ck["arch"], val_crop=val_attrs.get("crop"))
+               teacher=str(a.teacher), teacher_arch=ck["arch"], val_crop=val_attrs.get("crop"),
+               code_version=code_version("evaluate"))
     with atomic_output(a.out) as tmp:
         tmp.write_text(json.dumps(res, indent=1))
     print(f"[d3hr] {a.method} ipc {a.ipc} {a.student} seed {a.seed}: top-1 {res['top1']:.4f} "

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from . import D3HRError
 from .ddim import sample, timestep_grid
 from .h5io import check_finite, open_h5, read_attrs
+from .images import save_pngs, to_uint8
 from .device import model_dtype
 from .models import load_ldm
 
@@ -28,25 +25,8 @@ def decode_latents(ldm, z_t, t_start, label, grid, guidance, batch_size=256, pro
         z = torch.from_numpy(z_t[i : i + batch_size]).to(device)
         labels = torch.full((len(z),), label, device=device, dtype=torch.long)
         z0 = sample(ldm.transformer, z, t_start, labels, ldm.alphas_cumprod, grid, ldm.null_label, guidance, progress)
-        x = ldm.vae.decode((z0 / ldm.scaling_factor).to(ldm.vae.dtype)).sample.float()
-        out.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        out.append(to_uint8(ldm.vae.decode((z0 / ldm.scaling_factor).to(ldm.vae.dtype)).sample))
     return np.concatenate(out)
-
-
-def save_pngs(images: np.ndarray, out_dir, prefix: str, resize: int | None = None):
-    """Write images as {prefix}_{i:03d}.png into out_dir, atomically (temporary folder + rename)."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for i, img in enumerate(images):
-        im = Image.fromarray(img if img.shape[-1] == 3 else img[..., 0])
-        if resize and im.size != (resize, resize):
-            im = im.resize((resize, resize), Image.LANCZOS)
-        im.save(tmp / f"{prefix}_{i:03d}.png")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
 
 
 def start_timestep(t: int, grid, start: str = "inverted") -> int:
@@ -71,8 +51,7 @@ def decode_class(selected_h5, pipeline_dir, out_dir, guidance=None, num_steps=No
     t = int(attrs["timestep"])
     if t < 0:  # clean latents (K-means centroids): VAE decode only
         with torch.no_grad():
-            x = ldm.vae.decode(torch.from_numpy(z).to(ldm.vae.dtype) / ldm.scaling_factor).sample.float()
-        images = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            images = to_uint8(ldm.vae.decode(torch.from_numpy(z).to(ldm.vae.dtype) / ldm.scaling_factor).sample)
         save_pngs(images, out_dir, prefix=str(attrs["cls"]).replace(" ", "_"), resize=resize)
         return images
     num_steps = int(num_steps or attrs["num_inference_steps"])

@@ -8,7 +8,6 @@ recorded for the VAE latents and for every inverted timestep: the paper's "low n
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from . import D3HRError
 from .h5io import check_finite, open_h5, provenance, read_attrs, write_h5
@@ -24,6 +23,8 @@ def fit(x: np.ndarray):
 
 def normality(x: np.ndarray) -> dict:
     """Per-dimension skewness, excess kurtosis and normality-test p-value (NaN when N < 20)."""
+    from scipy import stats  # only here: `fit` (used by the ablation variants) needs no scipy
+
     x = x.astype(np.float64, copy=False)
     out = {"skew": stats.skew(x, axis=0), "kurtosis": stats.kurtosis(x, axis=0)}
     if x.shape[0] >= 20:

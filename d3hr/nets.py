@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from . import D3HRError
+from .archs import LOCAL_ARCHS  # the names built below, listed where the torch-free config check reads them
 
 # Our own names; anything else must be a timm model name.
-LOCAL_ARCHS = {"resnet_tiny", "convnet", "convnet_tiny", "convnet_in", "convnet_tiny_in"}
 
 
 class ConvNet(nn.Module):

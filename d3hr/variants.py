@@ -22,11 +22,12 @@ import torch
 
 from . import D3HRError
 from .ddim import invert, timestep_grid
-from .decode import decode_latents, save_pngs, start_timestep
+from .decode import decode_latents, start_timestep
 from .device import model_dtype
 from .gaussian import fit
 from .group_sampling import Weights, select_group
 from .h5io import check_finite, open_h5, read_attrs
+from .images import save_pngs
 from .models import load_ldm
 
 @torch.no_grad()

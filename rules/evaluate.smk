@@ -18,8 +18,8 @@ rule prepare_val:
         labels=labels_of,
         resolution=eval_resolution,
         channels=lambda wc: ds(wc)["channels"],
-        crop=EVAL.get("val_crop"),
-        code=code_version("evaluate"),
+        crop=EVAL["val_crop"],
+        code=code_version("prepare_val"),
     shell:
         "python -m d3hr prepare-val --val-dirs {params.val_dirs:q} --labels {params.labels}"
         " --classes {params.classes:q} --resolution {params.resolution} --channels {params.channels}"

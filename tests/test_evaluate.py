@@ -255,7 +255,7 @@ def test_protocol_authors_fills_its_values_and_refuses_a_different_one():
 def test_prepare_val_resizes_then_centre_crops_and_batches_read_it_back(tmp_path):
     from PIL import Image
 
-    from d3hr.evaluate import prepare_val, val_batches
+    from d3hr.valset import prepare_val, val_batches
 
     rng = np.random.default_rng(0)
     dirs = []
