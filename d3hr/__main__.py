@@ -1,4 +1,4 @@
-"""`python -m d3hr <stage> ...`: the same command line as the `d3hr` script."""
+"""`python -m d3hr <stage> ...`: the same command line as the `d3hr` script (docs/configuration.md)."""
 
 from .cli import main
 

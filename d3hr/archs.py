@@ -1,4 +1,4 @@
-"""Classifier names, checked without importing torch or timm (the Snakefile checks the config's students while it is
+"""Student and teacher names (docs/method.md §6), checked without importing torch or timm (the Snakefile checks the config's students while it is
 parsed, which every cluster job repeats): our own names, and timm's registry read once per timm version from a cache.
 """
 

@@ -18,11 +18,19 @@ def _threads(n):
         torch.set_num_threads(int(n))
 
 
+def _weights(a):
+    """The group-sampling score's weights (docs/method.md eq. 4.1) from --l-mu, --l-sigma, --l-skew."""
+    from .group_sampling import Weights
+
+    return Weights(mu=a.l_mu, sigma=a.l_sigma, skew=a.l_skew)
+
+
 def cmd_export_embedded(a):
     from .data import export_embedded_class
 
     for cls in a.classes:
-        counts = export_embedded_class(a.name, cls, a.out, a.val_per_class, a.seed, a.resolution)
+        counts = export_embedded_class(name=a.name, cls=cls, out_root=a.out, val_per_class=a.val_per_class, seed=a.seed,
+                                       resolution=a.resolution)
         print(f"[d3hr] exported {a.name}/{cls}: {counts}", file=sys.stderr)
 
 
@@ -30,7 +38,8 @@ def cmd_train_ldm(a):
     from .train import train_models
 
     _threads(a.threads)
-    train_models(a.root, a.classes, a.out, a.resolution, a.channels, json.loads(a.vae), json.loads(a.dit), a.seed)
+    train_models(root=a.root, classes=a.classes, out_dir=a.out, resolution=a.resolution, channels=a.channels,
+                 vae_cfg=json.loads(a.vae), dit_cfg=json.loads(a.dit), seed=a.seed)
 
 
 def cmd_train_teacher(a):
@@ -39,12 +48,13 @@ def cmd_train_teacher(a):
     from .train import accuracy, train_classifier
 
     _threads(a.threads)
-    x, y = load_split(a.root, "train", a.classes, a.resolution, a.channels)
-    model = create_classifier(a.arch, len(a.classes), a.channels, small_input=True, resolution=a.resolution,
-                              seed=a.seed)
+    x, y = load_split(a.root, "train", classes=a.classes, resolution=a.resolution, channels=a.channels)
+    model = create_classifier(a.arch, num_classes=len(a.classes), in_chans=a.channels, small_input=True,
+                              resolution=a.resolution, seed=a.seed)
     t0 = time.time()
-    train_classifier(model, x, y, a.epochs, a.batch_size, a.lr, a.weight_decay, a.seed)
-    xv, yv = load_split(a.root, "val", a.classes, a.resolution, a.channels)
+    train_classifier(model, x, y, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
+                     seed=a.seed)
+    xv, yv = load_split(a.root, "val", classes=a.classes, resolution=a.resolution, channels=a.channels)
     acc = accuracy(model, xv, yv)
     print(f"[d3hr] teacher {a.arch}: val top-1 {acc:.4f} ({time.time() - t0:.0f} s)", file=sys.stderr)
     save_classifier(a.out, model, {"arch": a.arch, "num_classes": len(a.classes), "in_chans": a.channels,
@@ -61,7 +71,8 @@ def cmd_import_classifier(a):
         classes = list_classes(a.classes_from)
         if len(classes) != a.num_classes:
             raise D3HRError(f"{a.classes_from}: {len(classes)} class folders, but --num-classes is {a.num_classes}")
-    import_classifier(a.weights, a.out, a.arch, a.num_classes, a.resolution, classes, a.input_norm)
+    import_classifier(a.weights, a.out, arch=a.arch, num_classes=a.num_classes, resolution=a.resolution, classes=classes,
+                      input_norm=a.input_norm)
     print(f"[d3hr] {a.weights} -> {a.out} ({a.arch}, {a.num_classes} classes, input norm {a.input_norm})",
           file=sys.stderr)
 
@@ -71,8 +82,10 @@ def cmd_quality(a):
     from .train import model_quality
 
     _threads(a.threads)
-    q, imgs, labels = model_quality(a.pipeline, a.teacher, a.root, a.classes, a.resolution, a.channels,
-                                    a.samples_per_class, a.guidance, a.num_steps, a.seed)
+    q, imgs, labels = model_quality(pipeline_dir=a.pipeline, teacher_path=a.teacher, root=a.root, classes=a.classes,
+                                    resolution=a.resolution, channels=a.channels,
+                                    samples_per_class=a.samples_per_class, guidance=a.guidance,
+                                    num_steps=a.num_steps, seed=a.seed)
     for name in ("train_log.json",):
         p = Path(a.pipeline) / name
         if p.is_file():
@@ -100,8 +113,9 @@ def cmd_encode(a):
     from .device import pick_device
 
     _threads(a.threads)
-    n = encode_class(a.class_dir, a.pipeline, a.out, a.resolution, a.channels, a.batch_size, not a.posterior_mean,
-                     a.seed, pick_device(a.device), a.on_bad_image)
+    n = encode_class(a.class_dir, a.pipeline, a.out, resolution=a.resolution, channels=a.channels,
+                     batch_size=a.batch_size, sample_posterior=not a.posterior_mean, seed=a.seed,
+                     device=pick_device(a.device), on_bad_image=a.on_bad_image)
     print(f"[d3hr] encoded {n} images -> {a.out}", file=sys.stderr)
 
 
@@ -110,21 +124,21 @@ def cmd_invert(a):
     from .device import pick_device
 
     _threads(a.threads)
-    invert_class(a.latents, a.pipeline, a.out, a.cls, a.label, a.timesteps, a.num_steps, a.guidance, a.batch_size,
-                 pick_device(a.device))
+    invert_class(a.latents, a.pipeline, a.out, cls=a.cls, label=a.label, keep_timesteps=a.timesteps,
+                 num_steps=a.num_steps, guidance=a.guidance, batch_size=a.batch_size, device=pick_device(a.device))
 
 
 def cmd_fit_gaussian(a):
     from .gaussian import fit_class
 
-    fit_class(a.inverted, a.latents, a.out)
+    fit_class(inverted_h5=a.inverted, latents_h5=a.latents, out=a.out)
 
 
 def cmd_select(a):
-    from .group_sampling import Weights, select_class
+    from .group_sampling import select_class
 
-    sel = select_class(a.gaussian, a.out, a.ipc, a.m, a.timestep, a.seed, Weights(a.l_mu, a.l_sigma, a.l_skew),
-                       a.skew_mode, a.chunk_groups, a.threads)
+    sel = select_class(a.gaussian, a.out, ipc=a.ipc, m=a.m, timestep=a.timestep, seed=a.seed, weights=_weights(a),
+                       skew_mode=a.skew_mode, chunk_groups=a.chunk_groups, threads=a.threads or 1)
     print(f"[d3hr] best score {sel.score:.4f} (random group {sel.random_score:.4f}) -> {a.out}", file=sys.stderr)
 
 
@@ -140,7 +154,7 @@ def cmd_baseline_real(a):
     from .baselines import random_real
     from .images import save_pngs
 
-    imgs = random_real(Path(a.class_dir), a.ipc, a.seed, a.resolution, a.channels)
+    imgs = random_real(Path(a.class_dir), ipc=a.ipc, seed=a.seed, resolution=a.resolution, channels=a.channels)
     save_pngs(imgs, a.out, prefix=Path(a.class_dir).name.replace(" ", "_"))
 
 
@@ -150,8 +164,9 @@ def cmd_baseline_noise(a):
 
     ldm = load_ldm(a.pipeline, components=())
     ldm.check_label(a.cls, a.label)
-    noise_latents(a.out, a.cls, a.label, a.ipc, a.seed, (ldm.latent_channels, ldm.latent_size, ldm.latent_size),
-                  a.num_steps, a.guidance)
+    noise_latents(a.out, cls=a.cls, label=a.label, ipc=a.ipc, seed=a.seed,
+                  latent_shape=(ldm.latent_channels, ldm.latent_size, ldm.latent_size), num_steps=a.num_steps,
+                  guidance=a.guidance)
 
 
 def cmd_baseline_kmeans(a):
@@ -162,7 +177,8 @@ def cmd_baseline_kmeans(a):
     if a.timestep >= 0:  # D4M: noised to the timestep, denoised by the DiT in `decode`
         ldm = load_ldm(a.pipeline, components=())
         abar, label = ldm.alphas_cumprod, ldm.check_label(a.cls, a.label)
-    kmeans_latents(a.latents, a.out, a.ipc, a.seed, a.timestep, abar, label, a.num_steps, a.guidance)
+    kmeans_latents(a.latents, a.out, ipc=a.ipc, seed=a.seed, timestep=a.timestep, alphas_cumprod=abar, label=label,
+                   num_steps=a.num_steps, guidance=a.guidance)
 
 
 def cmd_prepare_val(a):
@@ -170,7 +186,8 @@ def cmd_prepare_val(a):
 
     if len(a.val_dirs) != len(a.labels):
         raise D3HRError("--val-dirs and --labels must have one entry per class")
-    prepare_val(a.val_dirs, a.labels, a.resolution, a.channels, a.crop, a.out, classes=a.classes)
+    prepare_val(a.val_dirs, a.labels, resolution=a.resolution, channels=a.channels, crop=a.crop, out=a.out,
+                classes=a.classes)
 
 
 def cmd_evaluate(a):
@@ -199,19 +216,20 @@ def cmd_evaluate(a):
             raise D3HRError(f"{a.val}: the validation file has {key} {got}, this job {want}; rerun prepare-val")
     device = pick_device(a.device)
     with tempfile.TemporaryDirectory(prefix="d3hr-eval-") as spill:  # a large set is streamed through a uint8 HDF5
-        x, y = load_image_set(a.class_dirs, a.labels, a.resolution, a.channels, spill=Path(spill) / "train.h5",
-                              device=device)
+        x, y = load_image_set(a.class_dirs, a.labels, resolution=a.resolution, channels=a.channels,
+                              spill=Path(spill) / "train.h5", device=device)
         if len(x) == 0:
             raise D3HRError(f"no training images in {a.class_dirs[0]} and the other --class-dirs")
         # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
-        student = create_classifier(a.student, ck["num_classes"], a.channels, small_input=a.resolution <= 64,
-                                    resolution=a.resolution, seed=a.seed)
+        student = create_classifier(a.student, num_classes=ck["num_classes"], in_chans=a.channels,
+                                    small_input=a.resolution <= 64, resolution=a.resolution, seed=a.seed)
         n_train = len(x)
         batch_size = a.batch_size or authors_batch_size(a.ipc, len(a.labels), n_train)
         steps = a.steps or budget_steps(n_train, batch_size, a.epochs)
         try:
-            res = train_student(student, None if a.hard_label else teacher, x, y, a.val, steps, batch_size, lr,
-                                a.weight_decay, a.seed, a.mix, a.temperature or None, a.hard_label,
+            res = train_student(student, None if a.hard_label else teacher, x, y, a.val, steps=steps,
+                                batch_size=batch_size, lr=lr, weight_decay=a.weight_decay, seed=a.seed, mix=a.mix,
+                                temperature=a.temperature or None, hard_label=a.hard_label,
                                 epochs=None if a.steps else a.epochs, device=device)
         finally:
             if not isinstance(x, np.ndarray) and hasattr(x, "file"):
@@ -246,82 +264,84 @@ def cmd_decode(a):
     from .device import pick_device
 
     _threads(a.threads)
-    decode_class(a.selected, a.pipeline, a.out, a.guidance, a.num_steps, a.resize or None, a.batch_size,
-                 dataset=a.latents_name, device=pick_device(a.device), start=a.start)
+    decode_class(a.selected, a.pipeline, a.out, guidance=a.guidance, num_steps=a.num_steps, resize=a.resize or None,
+                 batch_size=a.batch_size, dataset=a.latents_name, device=pick_device(a.device), start=a.start)
 
 
 def cmd_ablation_timestep(a):
     from .ablation import timestep_ablation_class
     from .device import pick_device
-    from .group_sampling import Weights
 
     _threads(a.threads)
-    rows = timestep_ablation_class(a.gaussian, a.pipeline, a.teacher, a.out, a.ipc, a.m, a.seed,
-                                   Weights(a.l_mu, a.l_sigma, a.l_skew), a.skew_mode, a.chunk_groups, a.guidance,
-                                   a.num_steps, a.batch_size, a.threads or 1, pick_device(a.device), a.timesteps)
+    rows = timestep_ablation_class(a.gaussian, a.pipeline, a.teacher, a.out, ipc=a.ipc, m=a.m, seed=a.seed,
+                                   weights=_weights(a), skew_mode=a.skew_mode, chunk_groups=a.chunk_groups,
+                                   guidance=a.guidance, num_steps=a.num_steps, batch_size=a.batch_size,
+                                   threads=a.threads or 1, device=pick_device(a.device), timesteps=a.timesteps)
     for t, score, top1 in rows:
         print(f"[d3hr] t={t}: best score {score:.4f}, teacher top-1 {top1:.3f}", file=sys.stderr)
 
 
 def cmd_ablation_variant(a):
     from .device import pick_device
-    from .group_sampling import Weights
     from .variants import variant_class
 
     _threads(a.threads)
-    variant_class(a.latents, a.gaussian, a.pipeline, a.out, a.ipc, a.seed, a.timestep, a.m,
-                  Weights(a.l_mu, a.l_sigma, a.l_skew), a.skew_mode, a.chunk_groups, a.guidance, a.start,
-                  a.invert_guidance, a.batch_size, pick_device(a.device), a.threads or 1)
+    variant_class(a.latents, a.gaussian, a.pipeline, a.out, ipc=a.ipc, seed=a.seed, timestep=a.timestep, m=a.m,
+                  weights=_weights(a), skew_mode=a.skew_mode, chunk_groups=a.chunk_groups, decode_guidance=a.guidance,
+                  decode_start=a.start, invert_guidance=a.invert_guidance, batch_size=a.batch_size,
+                  device=pick_device(a.device), threads=a.threads or 1)
 
 
 def cmd_ablation_table(a):
     from .variants import ablation_table
 
-    ablation_table(a.evals, json.loads(a.variants), a.csv, a.md, a.png, a.pdf)
+    ablation_table(a.evals, variants=json.loads(a.variants), out_csv=a.csv, out_md=a.md, png=a.png, pdf=a.pdf)
 
 
 def cmd_fig_normality(a):
     from .figures import plot_normality
 
-    plot_normality(a.gaussian, a.qq_latents, a.qq_inverted, a.timestep, a.png, a.pdf, a.table, a.qq_csv, a.qq_dims)
+    plot_normality(a.gaussian, latents_h5=a.qq_latents, inverted_h5=a.qq_inverted, timestep=a.timestep, png=a.png,
+                   pdf=a.pdf, table_csv=a.table, qq_csv=a.qq_csv, n_dims=a.qq_dims)
 
 
 def cmd_fig_accuracy(a):
     from .figures import plot_accuracy_vs_ipc
 
-    plot_accuracy_vs_ipc(a.accuracy, a.png, a.pdf, a.data)
+    plot_accuracy_vs_ipc(a.accuracy, png=a.png, pdf=a.pdf, data_csv=a.data)
 
 
 def cmd_fig_timestep(a):
     from .figures import plot_timestep
 
-    plot_timestep(a.ablation, a.timestep, a.png, a.pdf, a.data)
+    plot_timestep(a.ablation, main_timestep=a.timestep, png=a.png, pdf=a.pdf, data_csv=a.data)
 
 
 def cmd_fig_group_sampling(a):
     from .figures import plot_group_sampling
 
-    plot_group_sampling(a.selected, a.png, a.pdf, a.curve, a.summary, a.accuracy)
+    plot_group_sampling(a.selected, png=a.png, pdf=a.pdf, curve_csv=a.curve, summary_csv=a.summary,
+                        accuracy_csv=a.accuracy)
 
 
 def cmd_fig_samples(a):
     from .figures import plot_samples
 
     dirs = {m: [str(Path(a.images_root) / m / f"ipc{a.ipc}" / c) for c in a.classes] for m in a.methods}
-    plot_samples(dirs, a.png, a.pdf, a.data, a.per_class)
+    plot_samples(dirs, png=a.png, pdf=a.pdf, data_csv=a.data, per_class=a.per_class)
 
 
 def cmd_fig_storage(a):
     from .figures import plot_storage
 
     dirs = {(c, i): str(Path(a.images_root) / f"ipc{i}" / c) for i in a.ipcs for c in a.classes}
-    plot_storage(a.gaussian, dirs, a.png, a.pdf, a.table)
+    plot_storage(a.gaussian, dirs, png=a.png, pdf=a.pdf, table_csv=a.table)
 
 
 def cmd_cost_table(a):
     from .tables import write_cost_table
 
-    write_cost_table(a.files, a.root, a.n_classes, a.csv, a.md)
+    write_cost_table(a.files, root=a.root, n_classes=a.n_classes, csv=a.csv, md=a.md)
 
 
 def cmd_teacher_table(a):
@@ -330,7 +350,9 @@ def cmd_teacher_table(a):
     if len(a.labels) != len(a.classes):
         raise D3HRError("--labels must have one entry per class")
     sets = {(m, i): [str(Path(a.images_root) / m / f"ipc{i}" / c) for c in a.classes] for m in a.methods for i in a.ipcs}
-    write_csv(teacher_check_table(a.teacher, sets, dict(zip(a.classes, a.labels)), a.resolution, a.channels), a.out)
+    table = teacher_check_table(a.teacher, sets, labels=dict(zip(a.classes, a.labels)), resolution=a.resolution,
+                                channels=a.channels)
+    write_csv(table, a.out)
 
 
 def cmd_features(a):
@@ -338,8 +360,8 @@ def cmd_features(a):
     from .metrics import real_features
 
     _threads(a.threads)
-    shapes = real_features(a.class_dir, a.teacher, a.pipeline, a.out, a.resolution, a.channels, a.max_images, a.seed,
-                           device=str(pick_device(a.device)))
+    shapes = real_features(a.class_dir, a.teacher, a.pipeline, a.out, resolution=a.resolution, channels=a.channels,
+                           max_images=a.max_images, seed=a.seed, device=str(pick_device(a.device)))
     print(f"[d3hr] features of {a.class_dir}: {shapes}", file=sys.stderr)
 
 
@@ -352,7 +374,7 @@ def cmd_set_scores(a):
 
     _threads(a.threads)
     sets = [tuple(spec.split(":", 2)) for spec in a.sets]  # METHOD:IPC:FOLDER (the folder may hold colons)
-    rows = class_scores(a.features, sets, a.teacher, a.pipeline, a.resolution, a.channels, a.k,
+    rows = class_scores(a.features, sets, a.teacher, a.pipeline, resolution=a.resolution, channels=a.channels, k=a.k,
                         device=str(pick_device(a.device)))
     with atomic_output(a.out) as tmp:
         pd.DataFrame(rows).assign(cls=a.cls).to_csv(tmp, index=False)
@@ -362,14 +384,15 @@ def cmd_representativeness(a):
     from .figures import plot_representativeness
     from .tables import write_representativeness
 
-    write_representativeness(a.scores, a.accuracy, a.csv, a.md, a.corr_csv, a.corr_md)
-    plot_representativeness(a.csv, a.png, a.pdf)
+    write_representativeness(a.scores, accuracy_csv=a.accuracy, out_csv=a.csv, out_md=a.md, corr_csv=a.corr_csv,
+                             corr_md=a.corr_md)
+    plot_representativeness(a.csv, png=a.png, pdf=a.pdf)
 
 
 def cmd_label_robust(a):
     from .tables import write_label_robust
 
-    write_label_robust(a.csvs, a.csv, a.md, a.weight)
+    write_label_robust(a.csvs, csv=a.csv, md=a.md, w=a.weight)
 
 
 def build_parser():
@@ -489,8 +512,8 @@ def build_parser():
     model_args(s)
     s.add_argument("--selected", required=True)
     s.add_argument("--out", required=True, help="output folder of PNGs")
-    s.add_argument("--guidance", type=float, default=None, help="default: the guidance of the inversion")
-    s.add_argument("--num-steps", type=int, default=None)
+    s.add_argument("--guidance", type=float, required=True, help="CFG scale of decoding")
+    s.add_argument("--num-steps", type=int, required=True, help="DDIM grid of the sampling (the inversion's)")
     s.add_argument("--resize", type=int, required=True)
     s.add_argument("--latents-name", required=True, help="dataset to decode ('random_latents': one random draw)")
     s.add_argument("--start", required=True, choices=["inverted", "above"],
@@ -628,11 +651,11 @@ def build_parser():
     s.add_argument("--gaussian", required=True)
     s.add_argument("--teacher", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--timesteps", type=int, nargs="+", default=None, help="default: every kept timestep of the file")
+    s.add_argument("--timesteps", type=int, nargs="+", required=True, help="kept timesteps of the file to select at")
     s.add_argument("--ipc", type=int, required=True)
     group_args(s)
-    s.add_argument("--guidance", type=float, default=None, help="default: the guidance of the inversion")
-    s.add_argument("--num-steps", type=int, default=None)
+    s.add_argument("--guidance", type=float, required=True, help="CFG scale of decoding")
+    s.add_argument("--num-steps", type=int, required=True, help="DDIM grid of the sampling (the inversion's)")
 
     def fig_args(s, data=True):
         s.add_argument("--png", required=True)

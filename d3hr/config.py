@@ -82,6 +82,11 @@ def check_semantics(config: dict) -> dict:
         raise D3HRError(f"figures.grid_ipc={fig['grid_ipc']} is not in select.ipc {config['select']['ipc']}")
     if config.get("evaluate"):
         from .archs import check_arch_name, student_lr  # no torch or timm while the Snakefile is parsed
+        from .methods import METHODS
+
+        unknown = [m for m in config["evaluate"]["methods"] if m not in METHODS]
+        if unknown:
+            raise D3HRError(f"evaluate.methods: unknown {unknown}; the methods (d3hr/methods.py) are {list(METHODS)}")
 
         for student in config["evaluate"]["students"]:
             check_arch_name(student)

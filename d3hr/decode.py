@@ -1,4 +1,5 @@
-"""Stage 5: DDIM sampling with CFG from the selected latents at exactly their timestep, VAE decode, PNGs."""
+"""Stage 5: DDIM sampling with CFG from the selected latents at exactly their timestep, VAE decode, PNGs
+(docs/method.md §5)."""
 
 from __future__ import annotations
 

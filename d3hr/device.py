@@ -1,4 +1,4 @@
-"""One GPU per job. Snakemake's `--resources gpu=N` only counts jobs; it never says which device is whose.
+"""One GPU per job (docs/scaling.md). Snakemake's `--resources gpu=N` only counts jobs; it never says which device is whose.
 
 A job takes a lease on one device: an exclusive `flock` on `.snakemake/gpu-locks/gpu{id}.lock`, held until the
 process exits (the kernel releases it even on SIGKILL). Devices are those in CUDA_VISIBLE_DEVICES (or all), so

@@ -1,4 +1,5 @@
-"""HDF5 output: atomic (temporary file + rename), chunked and compressed, with provenance attributes."""
+"""HDF5 output: atomic (temporary file + rename), chunked and compressed, with provenance attributes
+(docs/reliability.md)."""
 
 from __future__ import annotations
 

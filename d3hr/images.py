@@ -1,4 +1,4 @@
-"""Image outputs shared by the stages that write images: decoded VAE outputs to uint8, and a folder of PNGs written
+"""Image outputs shared by the stages that write images (docs/method.md §5 and "Baselines"): decoded VAE outputs to uint8, and a folder of PNGs written
 atomically (a temporary folder renamed into place: a crash never leaves a half-written folder)."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Stage 2: DDIM-invert one class's latents with the class-conditional DiT and keep the configured timesteps."""
+"""Stage 2: DDIM-invert one class's latents with the class-conditional DiT and keep the configured timesteps
+(docs/method.md §2)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""The one list of distilled-set methods: name -> (label, colour), in the order tables and figures show them.
+"""The one list of distilled-set methods (docs/method.md, "Baselines"): name -> (label, colour), in the order tables
+and figures show them.
 
-A new method goes here (its label and colour), in the schema's `evaluate.methods` enum, and in the rule that writes
-its images (`rules/baselines.smk` or `rules/decode.smk`)."""
+A new method goes here (its label and colour; the config check accepts the names listed here), and the rule that
+writes its images goes in `rules/baselines.smk` (`results/{dataset}/images/{method}/ipc{ipc}/{cls}/`)."""
 
 METHODS = {  # the order of the paper's tables: the real-image and generative baselines, then D3HR, then the bound
     "random_real": ("Random real", "#55A868"),

@@ -1,4 +1,5 @@
-"""The latent diffusion model: a diffusers `DiTPipeline` directory (VAE + class-conditional DiT + DDIM scheduler).
+"""The latent diffusion model: a diffusers `DiTPipeline` directory (VAE + class-conditional DiT + DDIM scheduler;
+docs/method.md, "Notation" and §0).
 
 `DiTPipeline` is used only as the save/load container: its `__call__` hard-codes the null label 1000, so the
 sampling and inversion loops are ours (`d3hr.ddim`). Class names live in `classes.json` beside the pipeline,

@@ -1,4 +1,5 @@
-"""Classifiers (teacher and students): timm architectures by name, with a 32x32 stem variant, and the ConvNet."""
+"""Classifiers (teacher and students): timm architectures by name, with a 32x32 stem variant, and the ConvNet
+(docs/method.md §0 and §6)."""
 
 from __future__ import annotations
 

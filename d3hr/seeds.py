@@ -1,4 +1,4 @@
-"""Seeds derived from a base seed and a few names, stable across processes and machines."""
+"""Seeds derived from a base seed and a few names, stable across processes and machines (docs/reliability.md)."""
 
 import hashlib
 

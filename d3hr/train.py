@@ -1,4 +1,4 @@
-"""Training of the embedded default's models on the CPU in minutes: a tiny VAE, a tiny DiT, a teacher.
+"""Training of the embedded default's models on the CPU in minutes: a tiny VAE, a tiny DiT, a teacher (docs/method.md §0).
 
 Real datasets (ImageNet with DiT-XL/2) use pretrained models from a local directory instead.
 """

@@ -1,4 +1,4 @@
-# Configuration, validation and input functions shared by all rules.
+# Configuration, validation and input functions shared by all rules (config/README.md; docs/method.md per step).
 
 import json
 import os
@@ -129,13 +129,12 @@ def eval_train_input(wc):
 
 
 def eval_ipcs():
-    e = EVAL
-    return [str(i) for i in config["select"]["ipc"]] + (["all"] if "full" in e.get("methods", []) else [])
+    return [str(i) for i in config["select"]["ipc"]] + (["all"] if "full" in eval_methods() else [])
 
 
 def label_modes():
     """`-hard` in a result's name marks a hard-label student; soft-label results keep the plain name."""
-    return [""] + (["-hard"] if "hard" in EVAL.get("labels", ["soft"]) else [])
+    return [""] + (["-hard"] if "hard" in EVAL.get("labels", ()) else [])
 
 
 def eval_files_of_ipc(wc):
@@ -162,7 +161,7 @@ def all_targets():
             out += expand("results/{dataset}/images/d3hr/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
         if eval_methods():
             out.append(f"results/{name}/tables/accuracy.md")
-        if "hard" in EVAL.get("labels", ["soft"]) and eval_methods():
+        if "hard" in EVAL.get("labels", ()) and eval_methods():
             out.append(f"results/{name}/tables/label_robust.md")
         if metrics_on():
             out.append(f"results/{name}/tables/representativeness.md")
@@ -174,19 +173,19 @@ def all_targets():
 
 
 def figures_cfg():
-    return config.get("figures") or {}
+    return config["figures"]  # the schema's defaults fill the section and its keys
 
 
 def figures_on():
-    return figures_cfg().get("enabled", True)
+    return figures_cfg()["enabled"]
 
 
 def ablation_cfg():
-    return figures_cfg().get("timestep_ablation") or {}
+    return figures_cfg()["timestep_ablation"]
 
 
 def ablation_on():
-    return figures_on() and ablation_cfg().get("enabled", True)
+    return figures_on() and ablation_cfg()["enabled"]
 
 
 def eval_methods():
@@ -199,14 +198,14 @@ def image_methods():
 
 
 def qq_class(wc):
-    c = figures_cfg().get("qq_class") or CLASSES[wc.dataset][0]
+    c = figures_cfg()["qq_class"] or CLASSES[wc.dataset][0]
     if c not in CLASSES[wc.dataset]:
         raise WorkflowError(f"config: figures.qq_class {c!r} is not a class of dataset {wc.dataset}")
     return c
 
 
 def grid_classes(wc):
-    return CLASSES[wc.dataset][: figures_cfg().get("grid_classes", 10)]
+    return CLASSES[wc.dataset][: figures_cfg()["grid_classes"]]
 
 
 def image_dirs(dataset, methods, ipcs, classes):
@@ -265,8 +264,8 @@ def benchmark_files(wc):
 
 def ablation_variants():
     """The ablation variants, when ablations are on (they are compared by student accuracy: evaluate must be too)."""
-    a = config.get("ablation") or {}
-    return (a.get("variants") or {}) if a.get("enabled") and eval_methods() else {}
+    a = config["ablation"]
+    return a["variants"] if a["enabled"] and eval_methods() else {}
 
 
 def variant_setting(key):
@@ -324,17 +323,30 @@ def figure_targets(name):
 
 
 def metrics_cfg():
-    return config.get("metrics") or {}
+    return config["metrics"]
 
 
 def metrics_on():
-    return metrics_cfg().get("enabled", False) and bool(eval_methods())
+    return metrics_cfg()["enabled"] and bool(eval_methods())
 
 
 def metric_sets(wc):
     """(method, IPC, image folder) of every distilled set of one class: the image methods at every IPC, the ablation
     variants at theirs."""
     sets = [(m, i) for m in image_methods() for i in config["select"]["ipc"]]
-    if config.get("ablation", {}).get("enabled"):
+    if config["ablation"]["enabled"]:
         sets += [(f"variant_{v}", config["ablation"]["ipc"]) for v in ablation_variants()]
     return [(m, str(i), f"results/{wc.dataset}/images/{m}/ipc{i}/{wc.cls}") for m, i in sets]
+
+
+# ---------------------------------------------------------------- models trained by the workflow (rules/models.smk)
+
+# train.dit keys of the training loop; the others build the DiT
+DIT_TRAIN_KEYS = ("steps", "batch_size", "lr", "ema_decay", "label_dropout")
+
+
+def dit_settings():
+    dit = config["train"]["dit"]
+    return {k: v for k, v in dit.items() if k in DIT_TRAIN_KEYS} | {
+        "dit_kwargs": {k: v for k, v in dit.items() if k not in DIT_TRAIN_KEYS}
+    }

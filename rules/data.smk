@@ -1,4 +1,5 @@
-# The embedded default dataset: exported once per class to the image-folder layout users' datasets have.
+# The embedded default dataset: exported once per class to the image-folder layout users' datasets have
+# (docs/method.md, "Notation").
 
 
 rule export_embedded:

@@ -1,4 +1,5 @@
-# Decoding into images: the selected latents of D3HR and the latent baselines (one folder per method, IPC, class).
+# Decoding into images (docs/method.md §5): the selected latents of D3HR and the latent baselines (one folder per
+# method, IPC, class).
 
 
 rule decode:
@@ -22,7 +23,7 @@ rule decode:
         latents_name=lambda wc: "random_latents" if wc.method == "d3hr_nogroup" else "latents",
         guidance=config["decode"]["guidance_scale"],
         steps=config["invert"]["num_inference_steps"],
-        resize=lambda wc: ds(wc).get("decode_resize", 0),
+        resize=lambda wc: ds(wc)["decode_resize"],
         batch_size=config["decode"]["batch_size"],
         start=config["decode"]["start"],
         device=config["device"],

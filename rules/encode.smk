@@ -1,3 +1,6 @@
+# docs/method.md §1: encode, one job per class.
+
+
 rule encode:
     input:
         images=class_images,
@@ -20,7 +23,7 @@ rule encode:
         channels=lambda wc: ds(wc)["channels"],
         batch_size=config["encode"]["batch_size"],
         posterior=("" if config["encode"]["sample_posterior"] else "--posterior-mean"),
-        on_bad_image=config["encode"].get("on_bad_image", "error"),
+        on_bad_image=config["encode"]["on_bad_image"],
         seed=config["seed"],
         device=config["device"],
         code=code_version("encode"),

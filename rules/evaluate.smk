@@ -18,7 +18,7 @@ rule prepare_val:
         labels=labels_of,
         resolution=eval_resolution,
         channels=lambda wc: ds(wc)["channels"],
-        crop=EVAL["val_crop"],
+        crop=lambda wc: EVAL["val_crop"],
         code=code_version("prepare_val"),
     shell:
         "python -m d3hr prepare-val --val-dirs {params.val_dirs:q} --labels {params.labels}"

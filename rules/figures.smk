@@ -1,4 +1,4 @@
-# The paper's figures and tables (issue 5). Every figure rule reads the per-class (and per-IPC) files, so changing
+# The paper's figures and tables (docs/method.md, "Figures and tables"). Every figure rule reads the per-class (and per-IPC) files, so changing
 # one class or one IPC re-plots what shows it; each writes PNG + PDF and a CSV of the plotted numbers.
 
 
@@ -19,9 +19,9 @@ rule ablation_timestep:
     resources:
         gpu=1,
     params:
-        ipc=lambda wc: ablation_cfg().get("ipc", 10),
-        m=lambda wc: ablation_cfg().get("m", 10000),
-        timesteps=lambda wc: ablation_cfg().get("timesteps") or config["invert"]["keep_timesteps"],
+        ipc=lambda wc: ablation_cfg()["ipc"],
+        m=lambda wc: ablation_cfg()["m"],
+        timesteps=lambda wc: ablation_cfg()["timesteps"] or config["invert"]["keep_timesteps"],
         chunk_groups=config["select"]["chunk_groups"],
         w=config["select"]["weights"],
         skew_mode=config["select"]["skew_mode"],
@@ -58,7 +58,7 @@ rule fig_normality:
         "../envs/d3hr.yaml"
     params:
         timestep=config["select"]["timestep"],
-        dims=lambda wc: figures_cfg().get("qq_dims", 4),
+        dims=lambda wc: figures_cfg()["qq_dims"],
         code=code_version("figures"),
     shell:
         "python -m d3hr fig-normality --gaussian {input.gaussian:q} --qq-latents {input.qq_latents:q}"
@@ -148,7 +148,7 @@ rule fig_samples:
     params:
         methods=lambda wc: image_methods(),
         classes=grid_classes,
-        per_class=lambda wc: figures_cfg().get("grid_per_class", 5),
+        per_class=lambda wc: figures_cfg()["grid_per_class"],
         code=code_version("figures"),
     shell:
         "python -m d3hr fig-samples --images-root results/{wildcards.dataset}/images --methods {params.methods}"
@@ -211,7 +211,7 @@ rule teacher_table:
         ipcs=config["select"]["ipc"],
         classes=classes_of,
         labels=labels_of,
-        resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
+        resolution=lambda wc: eval_resolution(wc),
         channels=lambda wc: ds(wc)["channels"],
         code=code_version("figures"),
     shell:

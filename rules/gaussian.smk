@@ -1,3 +1,6 @@
+# docs/method.md §3: the Gaussian fit, one job per class.
+
+
 rule fit_gaussian:
     input:
         inverted="results/{dataset}/inverted/{cls}.h5",

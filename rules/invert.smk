@@ -1,3 +1,6 @@
+# docs/method.md §2: DDIM inversion, one job per class.
+
+
 rule invert:
     input:
         latents="results/{dataset}/latents/{cls}.h5",

@@ -19,7 +19,7 @@ rule real_features:
         gpu=1,
     params:
         class_dir=lambda wc: f"{dataset_root_of(wc)}/train/{wc.cls}",
-        resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
+        resolution=lambda wc: eval_resolution(wc),
         channels=lambda wc: ds(wc)["channels"],
         max_images=lambda wc: metrics_cfg()["max_real"],
         seed=config["seed"],
@@ -51,7 +51,7 @@ rule set_scores:
         gpu=1,
     params:
         sets=lambda wc: [f"{m}:{i}:{d}" for m, i, d in metric_sets(wc)],
-        resolution=lambda wc: ds(wc).get("decode_resize") or ds(wc)["resolution"],
+        resolution=lambda wc: eval_resolution(wc),
         channels=lambda wc: ds(wc)["channels"],
         k=lambda wc: metrics_cfg()["k"],
         device=config["device"],
@@ -108,7 +108,7 @@ rule label_robust_table:
     conda:
         "../envs/d3hr.yaml"
     params:
-        weight=EVAL.get("lrs_weight", 0.5),
+        weight=lambda wc: EVAL["lrs_weight"],
         code=code_version("metric_tables"),
     shell:
         "python -m d3hr label-robust {input:q} --weight {params.weight} --csv {output.csv:q} --md {output.md:q}"

@@ -1,7 +1,4 @@
-# Models of datasets configured with `model: train` / `teacher: train` (the embedded default).
-
-# train.dit keys of the training loop; the others build the DiT
-DIT_TRAIN_KEYS = ("steps", "batch_size", "lr", "ema_decay", "label_dropout")
+# Models of datasets configured with `model: train` / `teacher: train` (the embedded default; docs/method.md §0).
 
 
 rule train_ldm:
@@ -24,15 +21,8 @@ rule train_ldm:
         classes=classes_of,
         resolution=lambda wc: ds(wc)["resolution"],
         channels=lambda wc: ds(wc)["channels"],
-        vae=json.dumps(config.get("train", {}).get("vae", {})),
-        dit=json.dumps(
-            {k: v for k, v in config.get("train", {}).get("dit", {}).items() if k in DIT_TRAIN_KEYS}
-            | {
-                "dit_kwargs": {
-                    k: v for k, v in config.get("train", {}).get("dit", {}).items() if k not in DIT_TRAIN_KEYS
-                }
-            }
-        ),
+        vae=lambda wc: json.dumps(config["train"]["vae"]),
+        dit=lambda wc: json.dumps(dit_settings()),
         seed=config["seed"],
         code=code_version("train_ldm"),
     shell:
@@ -62,7 +52,7 @@ rule train_teacher:
         classes=classes_of,
         resolution=lambda wc: ds(wc)["resolution"],
         channels=lambda wc: ds(wc)["channels"],
-        t=config.get("train", {}).get("teacher", {}),
+        t=lambda wc: config["train"]["teacher"],
         seed=config["seed"],
         code=code_version("train_teacher"),
     shell:
@@ -98,7 +88,7 @@ rule model_quality:
         classes=classes_of,
         resolution=lambda wc: ds(wc)["resolution"],
         channels=lambda wc: ds(wc)["channels"],
-        n=config.get("train", {}).get("quality", {}).get("samples_per_class", 20),
+        n=lambda wc: config["train"]["quality"]["samples_per_class"],
         guidance=config["decode"]["guidance_scale"],
         steps=config["invert"]["num_inference_steps"],
         seed=config["seed"],

@@ -1,3 +1,6 @@
+# docs/method.md §4: group sampling, one job per class and IPC.
+
+
 rule select:
     input:
         "results/{dataset}/gaussian/{cls}.h5",
