@@ -1,9 +1,10 @@
 """Many `snakemake -n -p` runs in one workflow folder, one per config text, at the cost of one interpreter start.
 
-Reads a JSON list of {"config": YAML text, "out": log path, "args": [...]} on stdin; for each, writes the text to
-config/config.yaml, forks (snakemake and the workflow's own imports are already loaded, so a child only parses the
-Snakefile and builds the DAG) and runs `snakemake -n -p --nolock [args]` in the child with its output in "out".
-Prints the list back with each run's exit code ("rc"). Used by tests/test_schema_walk.py.
+Reads a JSON list of {"config": YAML text, "out": log path, "args": [...]} on stdin; for each, writes the text beside
+"out" and forks (snakemake and the workflow's own imports are already loaded, so a child only parses the Snakefile and
+builds the DAG) to run `snakemake -n -p --nolock --configfile <text> [args]` with its output in "out", at most
+`--jobs` children at a time. The text is a whole config, so it replaces every value of config/config.yaml. Prints the
+list back with each run's exit code ("rc"). Used by tests/test_schema_walk.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import os
 import sys
 
 
-def dry_run(workdir: str, args: list[str], out: str) -> int:
+def start(workdir: str, args: list[str], out: str) -> int:
+    """Fork a child that runs the dry run; returns its pid."""
     pid = os.fork()
     if pid == 0:  # the child: Snakemake's own main(), output to `out`
         try:
@@ -32,23 +34,27 @@ def dry_run(workdir: str, args: list[str], out: str) -> int:
             traceback.print_exc()
             os._exit(3)
         os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return pid
 
 
 def main():
-    workdir = sys.argv[1]
-    sys.path.insert(0, workdir)
+    workdir, jobs = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 2
     import snakemake.cli  # noqa: F401  (loaded once, before the forks)
     import snakemake.workflow  # noqa: F401
 
     import d3hr.config  # noqa: F401  (what rules/common.smk imports)
 
     runs = json.load(sys.stdin)
-    for r in runs:
-        with open(os.path.join(workdir, "config", "config.yaml"), "w") as f:
-            f.write(r["config"])
-        r["rc"] = dry_run(workdir, r.get("args", []), r["out"])
+    pending, running = list(runs), {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            r = pending.pop(0)
+            cfg = os.path.abspath(r["out"] + ".config.yaml")
+            with open(cfg, "w") as f:
+                f.write(r["config"])
+            running[start(workdir, ["--configfile", cfg, *r.get("args", [])], r["out"])] = r
+        pid, status = os.wait()
+        running.pop(pid)["rc"] = os.waitstatus_to_exitcode(status)
     json.dump(runs, sys.stdout)
 
 
