@@ -2,7 +2,7 @@
 
 Reads a JSON list of {"config": YAML text, "out": log path, "args": [...]} on stdin; for each, writes the text beside
 "out" and forks (snakemake and the workflow's own imports are already loaded, so a child only parses the Snakefile and
-builds the DAG) to run `snakemake -n -p --nolock --configfile <text> [args]` with its output in "out", at most
+builds the DAG) to run `snakemake -n -p --nolock [args] --configfile <text>` with its output in "out", at most
 `--jobs` children at a time. The text is a whole config, so it replaces every value of config/config.yaml. Prints the
 list back with each run's exit code ("rc"). Used by tests/test_schema_walk.py.
 """
@@ -52,7 +52,8 @@ def main():
             cfg = os.path.abspath(r["out"] + ".config.yaml")
             with open(cfg, "w") as f:
                 f.write(r["config"])
-            running[start(workdir, ["--configfile", cfg, *r.get("args", [])], r["out"])] = r
+            # --configfile takes several files: it goes last, after the targets
+            running[start(workdir, [*r.get("args", []), "--configfile", cfg], r["out"])] = r
         pid, status = os.wait()
         running.pop(pid)["rc"] = os.waitstatus_to_exitcode(status)
     json.dump(runs, sys.stdout)

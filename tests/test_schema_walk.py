@@ -29,17 +29,19 @@ from d3hr.config import PROTOCOLS, SCHEMA, _schema_leaves
 DS = "tiny"  # the tiny run's dataset name: `datasets.<name>.x` is walked as `datasets.tiny.x`
 
 EVAL = {"evaluate", "evaluate_hard"}
+PER_CLASS = {"encode", "invert", "fit_gaussian", "select", "decode", "random_real", "dit_noise", "kmeans",
+             "ablation_timestep", "ablation_variant", "real_features", "set_scores"}
 
-# key: (new value, the rules whose jobs use it: their commands change, or they are new jobs)
+# key: (new value, the rules whose jobs use it: their commands change, or they are new jobs[, rules that lose jobs])
 CASES = {
     "seed": (1, {"encode", "select", "random_real", "dit_noise", "kmeans", "ablation_timestep", "ablation_variant",
                  "real_features"}),
     "device": ("auto", {"encode", "invert", "decode", "ablation_timestep", "ablation_variant", "real_features",
                         "set_scores"} | EVAL),
     "datasets.<name>.classes": (["cat"], {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage",
-                                         "teacher_table", "prepare_val", "collect_eval", "selection_summary",
-                                         "cost_table", "representativeness", "ablation_table", "fig_timestep"}
-                                | EVAL),
+                                         "teacher_table", "prepare_val", "selection_summary", "cost_table",
+                                         "representativeness", "fig_timestep"} | EVAL,
+                                PER_CLASS),
     "datasets.<name>.resolution": (24, {"encode", "random_real", "prepare_val", "teacher_table", "real_features",
                                         "set_scores"} | EVAL),
     "datasets.<name>.decode_resize": (24, {"decode", "prepare_val", "teacher_table", "real_features", "set_scores"}
@@ -48,13 +50,14 @@ CASES = {
     "encode.sample_posterior": (False, {"encode"}),
     "encode.on_bad_image": ("skip", {"encode"}),
     "invert.num_inference_steps": (20, {"invert", "decode", "dit_noise", "kmeans", "ablation_timestep"}),
-    "invert.guidance_scale": (3.0, {"invert"}),
+    "invert.guidance_scale": (3.0, {"invert", "ablation_variant"}),  # a variant's invert_guidance defaults to it
     "invert.keep_timesteps": ([300, 500, 700], {"invert", "ablation_timestep"}),
     "invert.batch_size": (9, {"invert"}),
     "select.timestep": (300, {"select", "kmeans", "ablation_variant", "fig_normality", "fig_timestep"}),
-    "select.ipc": ([1, 2, 4], {"fig_group_sampling", "fig_storage", "teacher_table", "selection_summary",
-                               "cost_table", "representativeness"}),
-    "select.m": (301, {"select"}),
+    "select.ipc": ([1, 2, 4], {"select", "decode", "random_real", "dit_noise", "kmeans", "selection_summary",
+                               "collect_eval", "tables", "label_robust_table", "set_scores", "fig_group_sampling",
+                               "fig_storage", "teacher_table", "cost_table"} | EVAL),
+    "select.m": (301, {"select", "ablation_variant"}),  # a variant's m defaults to it
     "select.chunk_groups": (150, {"select", "ablation_timestep", "ablation_variant"}),
     "select.weights.mu": (0.9, {"select", "ablation_timestep", "ablation_variant"}),
     "select.weights.sigma": (0.9, {"select", "ablation_timestep", "ablation_variant"}),
@@ -64,9 +67,10 @@ CASES = {
     "decode.batch_size": (9, {"decode", "ablation_timestep", "ablation_variant"}),
     "decode.start": ("above", {"decode"}),
     "evaluate.methods": (["d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full", "kmeans_vae"],
-                         {"teacher_table", "fig_samples", "cost_table"}),
-    "evaluate.students": (["convnet_tiny", "convnet_tiny_in"], {"cost_table"}),
-    "evaluate.seeds": ([0, 1], {"cost_table"}),
+                         {"kmeans", "decode", "collect_eval", "set_scores", "teacher_table", "fig_samples", "cost_table"}
+                         | EVAL),
+    "evaluate.students": (["convnet_tiny", "convnet_tiny_in"], {"collect_eval", "ablation_table", "cost_table"} | EVAL),
+    "evaluate.seeds": ([0, 1], {"collect_eval", "ablation_table", "cost_table"} | EVAL),
     "evaluate.epochs": (2, EVAL),
     "evaluate.full_epochs": (2, EVAL),
     "evaluate.steps": (4, EVAL),
@@ -77,24 +81,27 @@ CASES = {
     "evaluate.weight_decay": (0.02, EVAL),
     "evaluate.mix": ("mixup", EVAL),
     "evaluate.temperature": (10.0, EVAL),
-    "evaluate.labels": (["soft"], {"cost_table"}),
+    "evaluate.labels": (["soft"], {"collect_eval", "cost_table"}, {"evaluate_hard", "label_robust_table"}),
     "evaluate.lrs_weight": (0.4, {"label_robust_table"}),
     "evaluate.val_crop": (0.875, {"prepare_val"}),
-    "figures.enabled": (False, {"cost_table"}),
+    "figures.enabled": (False, set(), {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage", "fig_timestep",
+                                       "fig_accuracy", "teacher_table", "cost_table", "ablation_timestep",
+                                       "ablation_table", "evaluate"}),  # the ablation variants' students go too
     "figures.qq_class": ("dog", {"fig_normality"}),
     "figures.qq_dims": (2, {"fig_normality"}),
-    "figures.grid_ipc": (1, {"fig_samples"}),
+    "figures.grid_ipc": (1, {"fig_samples"}, {"fig_samples"}),  # samples_ipc{grid_ipc}.png: another file
     "figures.grid_classes": (1, {"fig_samples"}),
     "figures.grid_per_class": (4, {"fig_samples"}),
-    "figures.timestep_ablation.enabled": (False, {"cost_table"}),
+    "figures.timestep_ablation.enabled": (False, {"cost_table"}, {"ablation_timestep", "fig_timestep"}),
     "figures.timestep_ablation.ipc": (2, {"ablation_timestep"}),
     "figures.timestep_ablation.m": (60, {"ablation_timestep"}),
     "figures.timestep_ablation.timesteps": ([500], {"ablation_timestep"}),
-    "metrics.enabled": (False, {"cost_table"}),
+    "metrics.enabled": (False, {"cost_table"}, {"real_features", "set_scores", "representativeness"}),
     "metrics.k": (1, {"set_scores"}),
     "metrics.max_real": (4, {"real_features"}),
-    "ablation.enabled": (False, {"cost_table"}),
-    "ablation.ipc": (1, {"cost_table"}),
+    "ablation.enabled": (False, {"set_scores", "cost_table"}, {"ablation_variant", "ablation_table", "evaluate"}),
+    "ablation.ipc": (1, {"ablation_variant", "ablation_table", "evaluate", "set_scores", "cost_table"},
+                     {"ablation_variant", "evaluate"}),
     "ablation.variants.<name>.decode_start": ("inverted", {"ablation_variant", "ablation_table"}),
     "ablation.variants.<name>.skew_mode": ("code", {"ablation_variant", "ablation_table"}),
     "ablation.variants.<name>.skew": (0.1, {"ablation_variant", "ablation_table"}),
@@ -148,9 +155,9 @@ def parse_dry_run(text: str) -> list[dict]:
             jobs.append({"rule": m.group(1), "wildcards": "", "reasons": set(), "cmd": "", "input": [], "output": []})
         elif jobs and s.startswith("reason:"):
             jobs[-1]["reasons"] = {k for k, v in _REASONS.items() if v in s}
-        elif jobs and s.startswith(("input:", "output:")):
-            name, _, files = s.partition(":")
-            jobs[-1][name] = [f.strip() for f in files.split(",") if f.strip()]
+        elif jobs and s.startswith(("input:", "output:", "benchmark:")):
+            name, _, files = s.partition(":")  # a benchmark file is an output too: cost_table reads them
+            jobs[-1]["input" if name == "input" else "output"] += [f.strip() for f in files.split(",") if f.strip()]
         elif jobs and s.startswith("wildcards:"):
             jobs[-1]["wildcards"] = s[len("wildcards:"):].strip()
         elif jobs and line.startswith("Shell command:"):
@@ -200,12 +207,15 @@ def check_walk(cases: dict, results: dict, baseline: dict) -> list[str]:
     """The problems of each key's two dry runs (results[key] = (--forceall jobs, scheduled jobs)) against its case."""
     problems = []
     for key, case in cases.items():
-        expected = case[1]
+        expected, expected_gone = case[1], (case[2] if len(case) > 2 else set())
         forced, scheduled = results[key]
         users = {_id(j) for j in forced if baseline.get(_id(j)) != j["cmd"]}
         got = {rule for rule, _ in users}
         if got != expected:
             problems.append(f"{key}: rules whose commands change {sorted(got)}, expected {sorted(expected)}")
+        gone = {rule for rule, wc in set(baseline) - {_id(j) for j in forced}}
+        if gone != expected_gone:
+            problems.append(f"{key}: rules with jobs that no longer exist {sorted(gone)}, expected {sorted(expected_gone)}")
         want, ran = downstream(forced, users), {_id(j) for j in scheduled}
         if ran != want:
             extra = sorted({r for r, _ in ran - want})
@@ -261,7 +271,7 @@ def test_the_check_catches_a_silent_key(tiny_run, tmp_path):
     case = {"figures.timestep_ablation.timesteps": CASES["figures.timestep_ablation.timesteps"]}
     problems = check_walk(case, walk(wd, cfg, case), _baseline(wd, cfg))
     assert len(problems) == 2 and "rules whose commands change []" in problems[0], problems
-    assert "scheduled with an unchanged command ['ablation_timestep']" in problems[1], problems
+    assert "scheduled with an unchanged command ['ablation_timestep', " in problems[1], problems
 
 
 def models_config(cfg: dict) -> dict:
