@@ -334,8 +334,7 @@ def metric_sets(wc):
     """(method, IPC, image folder) of every distilled set of one class: the image methods at every IPC, the ablation
     variants at theirs."""
     sets = [(m, i) for m in image_methods() for i in config["select"]["ipc"]]
-    if config["ablation"]["enabled"]:
-        sets += [(f"variant_{v}", config["ablation"]["ipc"]) for v in ablation_variants()]
+    sets += [(f"variant_{v}", config["ablation"]["ipc"]) for v in ablation_variants()]  # none when ablations are off
     return [(m, str(i), f"results/{wc.dataset}/images/{m}/ipc{i}/{wc.cls}") for m, i in sets]
 
 

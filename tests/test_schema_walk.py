@@ -131,9 +131,6 @@ NOT_WALKED = {
     "datasets.<name>.teacher": "a path: another teacher is a change of input",
 }
 
-_REASONS = {"params": "Params have changed", "inputs": "Set of input files has changed",
-            "missing": "Missing output files", "updated": "Input files updated by another job"}  # for failure messages
-
 
 def _set(cfg: dict, key: str, value):
     *path, leaf = key.replace("datasets.<name>", f"datasets.{DS}").split(".")
@@ -146,15 +143,13 @@ def _set(cfg: dict, key: str, value):
 
 
 def parse_dry_run(text: str) -> list[dict]:
-    """Jobs of `snakemake -n -p` output: rule, wildcards, reasons (keys of _REASONS), inputs, outputs, shell command."""
+    """Jobs of `snakemake -n -p` output: rule, wildcards, inputs, outputs (benchmark files included), shell command."""
     jobs = []
     for line in text.splitlines():
         s = line.strip()
         m = re.match(r"^(?:local)?rule (\w+):$", s)
         if m:
-            jobs.append({"rule": m.group(1), "wildcards": "", "reasons": set(), "cmd": "", "input": [], "output": []})
-        elif jobs and s.startswith("reason:"):
-            jobs[-1]["reasons"] = {k for k, v in _REASONS.items() if v in s}
+            jobs.append({"rule": m.group(1), "wildcards": "", "cmd": "", "input": [], "output": []})
         elif jobs and s.startswith(("input:", "output:", "benchmark:")):
             name, _, files = s.partition(":")  # a benchmark file is an output too: cost_table reads them
             jobs[-1]["input" if name == "input" else "output"] += [f.strip() for f in files.split(",") if f.strip()]
@@ -165,12 +160,13 @@ def parse_dry_run(text: str) -> list[dict]:
     return jobs
 
 
-def dry_runs(wd: Path, configs: list[tuple[str, dict]], args=()) -> dict[str, list[dict]]:
-    """{name: parsed jobs} of one `snakemake -n -p` per (name, config), run by tests/dry_run_driver.py."""
+def dry_runs(wd: Path, configs: list[tuple], args=()) -> dict[str, list[dict]]:
+    """{name: parsed jobs} of one `snakemake -n -p [args] [extra args]` per (name, config[, extra args]), all run by
+    one tests/dry_run_driver.py process."""
     logs = wd / ".walk"
     logs.mkdir(exist_ok=True)
-    runs = [{"name": n, "config": yaml.safe_dump(c, sort_keys=False), "out": str(logs / f"{i}.log"), "args": list(args)}
-            for i, (n, c) in enumerate(configs)]
+    runs = [{"name": n, "config": yaml.safe_dump(c, sort_keys=False), "out": str(logs / f"{i}.log"),
+             "args": [*args, *extra]} for i, (n, c, *extra) in enumerate(configs)]
     p = subprocess.run([sys.executable, str(REPO / "tests" / "dry_run_driver.py"), str(wd)], input=json.dumps(runs),
                        capture_output=True, text=True, cwd=wd)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -240,9 +236,9 @@ def walk(wd, cfg, cases: dict, args=()) -> dict:
             for k in PROTOCOLS[value]:
                 c["evaluate"].pop(k, None)
         configs[key] = c
-    forced = dry_runs(wd, list(configs.items()), ("--forceall", *args))
-    scheduled = dry_runs(wd, list(configs.items()), args)
-    return {key: (forced[key], scheduled[key]) for key in cases}
+    runs = dry_runs(wd, [run for key, c in configs.items() for run in ((f"{key} forced", c, "--forceall"), (key, c))],
+                    args)
+    return {key: (runs[f"{key} forced"], runs[key]) for key in cases}
 
 
 def test_every_schema_key_is_walked_or_listed_with_a_reason():
