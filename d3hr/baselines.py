@@ -13,7 +13,6 @@ import numpy as np
 
 from . import D3HRError
 from .data import list_images, load_image
-from .ddim import timestep_grid
 from .h5io import check_finite, open_h5, provenance, read_attrs, write_h5
 from .seeds import derive_seed
 
@@ -77,6 +76,8 @@ def kmeans_latents(latents_h5, out, ipc: int, seed: int, timestep: int = -1, alp
 
 def noise_latents(out, cls: str, label: int, ipc: int, seed: int, latent_shape, num_steps: int, guidance: float):
     """Pure Gaussian noise at the last grid timestep: decoding it is plain DiT sampling with CFG."""
+    from .ddim import timestep_grid  # here, so that random_real and kmeans jobs import no torch
+
     z = _normal(derive_seed(seed, "dit_noise", cls, ipc), (ipc, *latent_shape))
     t = int(timestep_grid(1000, num_steps)[-1])
     write_h5(out, {"latents": z}, provenance(stage="dit_noise", cls=cls, label=label, ipc=ipc, seed=seed, timestep=t,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +150,8 @@ def export_embedded_class(name: str, cls: str, out_root, val_per_class: int, see
     The split is seeded per class; images are zero-padded (centred) from 28x28 to `resolution`.
     Each class folder is written under a temporary name and renamed, so it is complete or absent.
     """
+    from .h5io import atomic_output
+
     if name != "animal_mnist":
         raise D3HRError(f"unknown embedded dataset {name!r}; known: {sorted(EMBEDDED)}")
     names = EMBEDDED[name]
@@ -166,14 +166,8 @@ def export_embedded_class(name: str, cls: str, out_root, val_per_class: int, see
     pad = max(0, resolution - 28)
     splits = {"val": np.sort(idx[:val_per_class]), "train": np.sort(idx[val_per_class:])}
     for split, ids in splits.items():
-        final = Path(out_root) / split / cls
-        tmp = final.parent / f".{cls}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for i in ids:
-            img = np.pad(x[i], ((pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2)))
-            Image.fromarray(img, mode="L").save(tmp / f"{cls}_{i:05d}.png", optimize=False)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with atomic_output(Path(out_root) / split / cls, directory=True) as tmp:
+            for i in ids:
+                img = np.pad(x[i], ((pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2)))
+                Image.fromarray(img, mode="L").save(tmp / f"{cls}_{i:05d}.png", optimize=False)
     return {k: len(v) for k, v in splits.items()}

@@ -15,28 +15,43 @@ from . import D3HRError, __version__
 
 
 @contextlib.contextmanager
-def atomic_output(path):
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
+def atomic_output(path, directory: bool = False):
+    """Yield a temporary path beside `path` (an empty folder if `directory`); when the block succeeds it replaces
+    `path` (a file, or a whole folder), when it fails it is removed.
 
-    A crash (even SIGKILL) leaves at most a hidden `.name.tmp-PID` file, never a file at `path`.
+    A crash (even SIGKILL) leaves at most a hidden `.name.tmp-PID`, never a partial `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    _remove(tmp)
+    if directory:
+        tmp.mkdir()
     try:
         yield tmp
         if tmp.is_file():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if tmp.is_dir() and path.exists():  # os.replace cannot replace a folder that has files: move it aside first
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            _remove(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        if tmp.is_dir():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
         raise
+
+
+def _remove(p: Path):
+    if p.is_dir() and not p.is_symlink():
+        import shutil
+
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists() or p.is_symlink():
+        p.unlink()
 
 
 def _attr_value(v):

@@ -1,15 +1,13 @@
-"""Image outputs shared by the stages that write images (docs/method.md §5 and "Baselines"): decoded VAE outputs to uint8, and a folder of PNGs written
-atomically (a temporary folder renamed into place: a crash never leaves a half-written folder)."""
+"""Image outputs shared by the stages that write images (docs/method.md §0, §5 and "Baselines"): decoded VAE outputs
+to uint8, and a folder of PNGs written atomically (`h5io.atomic_output`: a temporary folder renamed into place, so a
+crash never leaves a half-written folder)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
+
+from .h5io import atomic_output
 
 
 def to_uint8(x) -> np.ndarray:
@@ -19,26 +17,9 @@ def to_uint8(x) -> np.ndarray:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-@contextlib.contextmanager
-def atomic_dir(out_dir):
-    """Yield an empty temporary folder beside `out_dir`; on success it replaces `out_dir`, on an error it is removed."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-
-
 def save_pngs(images: np.ndarray, out_dir, prefix: str, resize: int | None = None):
     """Write uint8 N x H x W x C images as {prefix}_{i:03d}.png into out_dir, atomically."""
-    with atomic_dir(out_dir) as tmp:
+    with atomic_output(out_dir, directory=True) as tmp:
         for i, img in enumerate(images):
             im = Image.fromarray(img if img.shape[-1] == 3 else img[..., 0])
             if resize and im.size != (resize, resize):

@@ -9,8 +9,6 @@ because `save_pretrained` does not keep `id2label`.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,14 +54,11 @@ def save_pipeline(out_dir, transformer, vae, scheduler, class_names):
     """Save as a DiTPipeline directory + classes.json, atomically (temporary directory + rename)."""
     from diffusers import DiTPipeline
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    DiTPipeline(transformer=transformer, vae=vae, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
-    (tmp / "classes.json").write_text(json.dumps(list(class_names), indent=1))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    from .h5io import atomic_output
+
+    with atomic_output(out_dir, directory=True) as tmp:
+        DiTPipeline(transformer=transformer, vae=vae, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
+        (tmp / "classes.json").write_text(json.dumps(list(class_names), indent=1))
 
 
 @dataclass

@@ -172,7 +172,7 @@ def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_dec
     """Hard-label training with RandomResizedCrop(scale 0.08-1) + flip (the ImageNet recipe of the paper's teacher),
     AdamW, cosine schedule. The crops matter: students query the teacher on exactly such crops, and a teacher trained
     on whole images only is brittle there (and on the slightly blurred images a VAE decodes)."""
-    from .evaluate import random_resized_crop_flip  # d3hr.augment's, re-exported
+    from .augment import random_resized_crop_flip
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -206,6 +206,7 @@ def accuracy(model, x_uint8, y, batch=512) -> float:
 def model_quality(pipeline_dir, teacher_path, root, classes, resolution, channels, samples_per_class, guidance, num_steps, seed):
     """VAE reconstruction PSNR on val, teacher top-1 on val, teacher top-1 on DiT samples from pure noise."""
     from .ddim import sample, timestep_grid
+    from .images import to_uint8
     from .nets import load_classifier
 
     ldm = load_ldm(pipeline_dir)
@@ -224,8 +225,7 @@ def model_quality(pipeline_dir, teacher_path, root, classes, resolution, channel
     z = torch.randn((len(labels), ldm.latent_channels, ldm.latent_size, ldm.latent_size), generator=gen)
     bar = tqdm(total=len(grid), desc="sample DiT", mininterval=10, file=sys.stderr)
     z0 = sample(ldm.transformer, z, int(grid[-1]), labels, ldm.alphas_cumprod, grid, ldm.null_label, guidance, bar)
-    imgs = ((ldm.vae.decode(z0 / ldm.scaling_factor).sample.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    imgs = imgs.permute(0, 2, 3, 1).numpy()
+    imgs = to_uint8(ldm.vae.decode(z0 / ldm.scaling_factor).sample)
     return {
         "vae_val_psnr_db": round(psnr, 2),
         "teacher_val_top1": round(accuracy(teacher, x_val, y_val), 4),

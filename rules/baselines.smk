@@ -1,5 +1,22 @@
 # Baselines of the paper's tables (docs/method.md, "Baselines"), each a per-class chain writing the same image layout.
 
+BASELINE_FLAGS = dict(cls=wildcard("cls"), label=model_label_of, ipc=wildcard("ipc"), seed=config["seed"])
+GUIDED_FLAGS = dict(num_steps=config["invert"]["num_inference_steps"], guidance=config["decode"]["guidance_scale"])
+REAL_FLAGS = flags(
+    class_dir=class_dir,
+    ipc=wildcard("ipc"),
+    seed=config["seed"],
+    resolution=ds_key("resolution"),
+    channels=ds_key("channels"),
+)
+KMEANS_FLAGS = flags(
+    **BASELINE_FLAGS,
+    **GUIDED_FLAGS,
+    # kmeans (D4M): centroids noised to the selection timestep, then denoised like D3HR's latents;
+    # kmeans_vae: centroids decoded by the VAE alone
+    timestep=lambda wc: config["select"]["timestep"] if wc.method == "kmeans" else -1,
+)
+
 
 rule random_real:
     input:
@@ -11,14 +28,10 @@ rule random_real:
     conda:
         "../envs/d3hr.yaml"
     params:
-        class_dir=lambda wc: f"{dataset_root_of(wc)}/train/{wc.cls}",
-        resolution=lambda wc: ds(wc)["resolution"],
-        channels=lambda wc: ds(wc)["channels"],
-        seed=config["seed"],
+        args=REAL_FLAGS,
         code=code_version("baselines"),
     shell:
-        "python -m d3hr baseline-real --class-dir {params.class_dir:q} --ipc {wildcards.ipc} --seed {params.seed}"
-        " --resolution {params.resolution} --channels {params.channels} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr baseline-real {params.args} --out {output:q} > {log:q} 2>&1"
 
 
 rule dit_noise:
@@ -31,15 +44,10 @@ rule dit_noise:
     conda:
         "../envs/d3hr.yaml"
     params:
-        label=model_label_of,
-        steps=config["invert"]["num_inference_steps"],
-        guidance=config["decode"]["guidance_scale"],
-        seed=config["seed"],
+        args=flags(**BASELINE_FLAGS, **GUIDED_FLAGS),
         code=code_version("baselines"),
     shell:
-        "python -m d3hr baseline-noise --pipeline {input.pipeline:q} --cls {wildcards.cls:q} --label {params.label}"
-        " --ipc {wildcards.ipc} --seed {params.seed} --num-steps {params.steps} --guidance {params.guidance}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr baseline-noise {params.args} --pipeline {input.pipeline:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule kmeans:
@@ -57,15 +65,8 @@ rule kmeans:
     conda:
         "../envs/d3hr.yaml"
     params:
-        # kmeans (D4M): centroids noised to the selection timestep, then denoised like D3HR's latents;
-        # kmeans_vae: centroids decoded by the VAE alone
-        timestep=lambda wc: config["select"]["timestep"] if wc.method == "kmeans" else -1,
-        label=model_label_of,
-        steps=config["invert"]["num_inference_steps"],
-        guidance=config["decode"]["guidance_scale"],
-        seed=config["seed"],
+        args=KMEANS_FLAGS,
         code=code_version("baselines"),
     shell:
-        "python -m d3hr baseline-kmeans --latents {input.latents:q} --ipc {wildcards.ipc} --seed {params.seed}"
-        " --timestep {params.timestep} --pipeline {input.pipeline:q} --cls {wildcards.cls:q} --label {params.label}"
-        " --num-steps {params.steps} --guidance {params.guidance} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr baseline-kmeans {params.args} --latents {input.latents:q} --pipeline {input.pipeline:q}"
+        " --out {output:q} > {log:q} 2>&1"

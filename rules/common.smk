@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 from d3hr import D3HRError, code_version
@@ -25,8 +26,6 @@ except D3HRError as e:
 
 
 EVAL = config.get("evaluate") or {}
-# the settings of a student's training: only these rerun the evaluation jobs (not methods, seeds, labels, ...)
-student_settings = {k: EVAL.get(k) for k in ("batch_size", "lr", "weight_decay", "mix", "temperature")}
 
 # Every job runs `python -m d3hr` from this workflow's own folder, whatever the software deployment (the `.venv` of
 # `make run`, `--sdm conda`, a cluster node, where the job re-reads this file): the environment provides the
@@ -48,6 +47,53 @@ wildcard_constraints:
 
 def ds(wc):
     return config["datasets"][wc.dataset]
+
+
+def flags(**spec):
+    """A stage's command-line flags as one params function (each rule file defines its stages' flags beside the rule).
+
+    `name=value` gives `--name value`, underscores becoming dashes. A value is a constant or a function of the
+    wildcards; a list gives several values, a dict its JSON, True a bare flag, False or None nothing. Values are
+    quoted for the shell."""
+
+    def fn(wc):
+        out = []
+        for name, v in spec.items():
+            v = v(wc) if callable(v) else v
+            if v is None or v is False:
+                continue
+            out.append(f"--{name.replace('_', '-')}")
+            if v is not True:
+                vals = v if isinstance(v, (list, tuple)) else [json.dumps(v) if isinstance(v, dict) else v]
+                out += [shlex.quote(str(x)) for x in vals]
+        return " ".join(out)
+
+    return fn
+
+
+def figure(name, caption=None):
+    """A figure's PNG, shown in the report under Figures with the caption report/{caption or name}.rst."""
+    path = f"results/{{dataset}}/figures/{name}.png"
+    return report(path, caption=f"../report/{caption or name}.rst", category="Figures")
+
+
+def table(name, caption=None):
+    """A table (name with its extension), shown in the report under Tables with the caption report/{caption}.rst."""
+    stem = name.rsplit(".", 1)[0]
+    return report(f"results/{{dataset}}/tables/{name}", caption=f"../report/{caption or stem}.rst", category="Tables")
+
+
+def wildcard(name):
+    return lambda wc: getattr(wc, name)
+
+
+def ds_key(key):
+    """A key of the job's dataset section."""
+    return lambda wc: ds(wc)[key]
+
+
+def class_dir(wc):
+    return f"{dataset_root_of(wc)}/train/{wc.cls}"
 
 
 def class_input(dataset, split, cls):

@@ -11,11 +11,12 @@ rule export_embedded:
     conda:
         "../envs/d3hr.yaml"
     params:
-        name=lambda wc: ds(wc)["embedded"],
-        val_per_class=lambda wc: ds(wc)["val_per_class"],
-        resolution=lambda wc: ds(wc)["resolution"],
-        seed=config["seed"],
+        args=flags(
+            name=ds_key("embedded"),
+            val_per_class=ds_key("val_per_class"),
+            resolution=ds_key("resolution"),
+            seed=config["seed"],
+        ),
         code=code_version("export"),
     shell:
-        "python -m d3hr export-embedded --name {params.name} --classes {wildcards.cls:q} --out data/{wildcards.dataset}"
-        " --val-per-class {params.val_per_class} --seed {params.seed} --resolution {params.resolution} > {log:q} 2>&1"
+        "python -m d3hr export-embedded {params.args} --classes {wildcards.cls:q} --out data/{wildcards.dataset} > {log:q} 2>&1"

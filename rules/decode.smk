@@ -1,6 +1,16 @@
 # Decoding into images (docs/method.md §5): the selected latents of D3HR and the latent baselines (one folder per
 # method, IPC, class).
 
+DECODE_FLAGS = flags(
+    latents_name=lambda wc: "random_latents" if wc.method == "d3hr_nogroup" else "latents",
+    guidance=config["decode"]["guidance_scale"],
+    num_steps=config["invert"]["num_inference_steps"],
+    resize=ds_key("decode_resize"),
+    batch_size=config["decode"]["batch_size"],
+    start=config["decode"]["start"],
+    device=config["device"],
+)
+
 
 rule decode:
     input:
@@ -16,21 +26,11 @@ rule decode:
         method="d3hr|d3hr_nogroup|dit_noise|kmeans|kmeans_vae",
     conda:
         "../envs/d3hr.yaml"
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         gpu=1,
     params:
-        latents_name=lambda wc: "random_latents" if wc.method == "d3hr_nogroup" else "latents",
-        guidance=config["decode"]["guidance_scale"],
-        steps=config["invert"]["num_inference_steps"],
-        resize=lambda wc: ds(wc)["decode_resize"],
-        batch_size=config["decode"]["batch_size"],
-        start=config["decode"]["start"],
-        device=config["device"],
+        args=DECODE_FLAGS,
         code=code_version("decode"),
     shell:
-        "python -m d3hr decode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
-        " --selected {input.latents:q} --latents-name {params.latents_name} --guidance {params.guidance}"
-        " --num-steps {params.steps} --resize {params.resize} --batch-size {params.batch_size}"
-        " --start {params.start} --out {output:q}"
-        " > {log:q} 2>&1"
+        "python -m d3hr decode --threads {threads} {params.args} --pipeline {input.pipeline:q}"
+        " --selected {input.latents:q} --out {output:q} > {log:q} 2>&1"

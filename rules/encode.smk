@@ -1,6 +1,18 @@
 # docs/method.md §1: encode, one job per class.
 
+ENCODE_FLAGS = flags(
+    class_dir=class_dir,
+    resolution=ds_key("resolution"),
+    channels=ds_key("channels"),
+    batch_size=config["encode"]["batch_size"],
+    posterior_mean=not config["encode"]["sample_posterior"],
+    on_bad_image=config["encode"]["on_bad_image"],
+    seed=config["seed"],
+    device=config["device"],
+)
 
+
+# Per-class jobs take one thread each (the default), so two run at once on 2 cores (--set-threads to change).
 rule encode:
     input:
         images=class_images,
@@ -14,20 +26,10 @@ rule encode:
     priority: 3  # the chain every D3HR job waits for
     conda:
         "../envs/d3hr.yaml"
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         gpu=1,
     params:
-        class_dir=lambda wc: f"{dataset_root_of(wc)}/train/{wc.cls}",
-        resolution=lambda wc: ds(wc)["resolution"],
-        channels=lambda wc: ds(wc)["channels"],
-        batch_size=config["encode"]["batch_size"],
-        posterior=("" if config["encode"]["sample_posterior"] else "--posterior-mean"),
-        on_bad_image=config["encode"]["on_bad_image"],
-        seed=config["seed"],
-        device=config["device"],
+        args=ENCODE_FLAGS,
         code=code_version("encode"),
     shell:
-        "python -m d3hr encode --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
-        " --class-dir {params.class_dir:q} --resolution {params.resolution} --channels {params.channels}"
-        " --batch-size {params.batch_size} {params.posterior} --on-bad-image {params.on_bad_image} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr encode --threads {threads} {params.args} --pipeline {input.pipeline:q} --out {output:q} > {log:q} 2>&1"

@@ -1,6 +1,31 @@
 # Evaluation (docs/method.md §6): a student per (method, IPC, student, seed), then per-IPC collectors and the tables.
 
 
+PREPARE_VAL_FLAGS = flags(
+    val_dirs=lambda wc: [f"{dataset_root_of(wc)}/val/{c}" for c in CLASSES[wc.dataset]],
+    classes=classes_of,
+    labels=labels_of,
+    resolution=eval_resolution,
+    channels=ds_key("channels"),
+    crop=lambda wc: EVAL["val_crop"],
+)
+# the student's settings: only these (and the method, IPC, student and seed) rerun an evaluation job
+STUDENT_FLAGS = dict(
+    class_dirs=eval_class_dirs,
+    labels=labels_of,
+    resolution=eval_resolution,
+    channels=ds_key("channels"),
+    method=wildcard("method"),
+    ipc=wildcard("ipc"),
+    student=wildcard("student"),
+    seed=wildcard("seed"),
+    epochs=lambda wc: EVAL["full_epochs"] if wc.method == "full" else EVAL["epochs"],
+    steps=lambda wc: EVAL["full_steps"] if wc.method == "full" else EVAL["steps"],
+    **{k: (lambda wc, k=k: EVAL[k]) for k in ("batch_size", "lr", "weight_decay", "mix", "temperature")},
+    device=config["device"],
+)
+
+
 rule prepare_val:
     input:
         split_images("val"),
@@ -13,17 +38,10 @@ rule prepare_val:
     conda:
         "../envs/d3hr.yaml"
     params:
-        val_dirs=lambda wc: [f"{dataset_root_of(wc)}/val/{c}" for c in CLASSES[wc.dataset]],
-        classes=lambda wc: CLASSES[wc.dataset],
-        labels=labels_of,
-        resolution=eval_resolution,
-        channels=lambda wc: ds(wc)["channels"],
-        crop=lambda wc: EVAL["val_crop"],
+        args=PREPARE_VAL_FLAGS,
         code=code_version("prepare_val"),
     shell:
-        "python -m d3hr prepare-val --val-dirs {params.val_dirs:q} --labels {params.labels}"
-        " --classes {params.classes:q} --resolution {params.resolution} --channels {params.channels}"
-        " --crop {params.crop} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr prepare-val {params.args} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -39,28 +57,14 @@ rule evaluate:
         "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.tsv"
     conda:
         "../envs/d3hr.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
-        class_dirs=eval_class_dirs,
-        labels=labels_of,
-        resolution=eval_resolution,
-        channels=lambda wc: ds(wc)["channels"],
-        epochs=lambda wc: EVAL["full_epochs"] if wc.method == "full" else EVAL["epochs"],
-        steps=lambda wc: EVAL["full_steps"] if wc.method == "full" else EVAL["steps"],
-        ev=student_settings,
-        device=config["device"],
-        hard="",
+        args=flags(**STUDENT_FLAGS),
         code=code_version("evaluate"),
     shell:
-        "python -m d3hr evaluate --threads {threads} --device {params.device} --class-dirs {params.class_dirs:q}"
-        " --val {input.val:q} --labels {params.labels} --teacher {input.teacher:q} --student {wildcards.student}"
-        " --method {wildcards.method} --ipc {wildcards.ipc} --seed {wildcards.seed}"
-        " --resolution {params.resolution} --channels {params.channels} --epochs {params.epochs}"
-        " --steps {params.steps} --batch-size {params.ev[batch_size]} --lr {params.ev[lr]}"
-        " --weight-decay {params.ev[weight_decay]} --mix {params.ev[mix]} --temperature {params.ev[temperature]}"
-        " {params.hard} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr evaluate --threads {threads} {params.args} --val {input.val:q} --teacher {input.teacher:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 # The same student trained on the class labels alone (no teacher): for the label-robust scores (evaluate.labels).
@@ -72,7 +76,8 @@ use rule evaluate as evaluate_hard with:
     benchmark:
         "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-hard-seed{seed}.tsv"
     params:
-        hard="--hard-label",
+        args=flags(**STUDENT_FLAGS, hard_label=True),
+        code=code_version("evaluate"),
 
 
 rule collect_eval:

@@ -1,5 +1,30 @@
-# The paper's figures and tables (docs/method.md, "Figures and tables"). Every figure rule reads the per-class (and per-IPC) files, so changing
-# one class or one IPC re-plots what shows it; each writes PNG + PDF and a CSV of the plotted numbers.
+# The paper's figures and tables (docs/method.md, "Figures and tables"). Every figure rule reads the per-class (and
+# per-IPC) files, so changing one class or one IPC re-plots what shows it; each writes PNG + PDF and a CSV of the
+# plotted numbers.
+
+ABLATION_TIMESTEP_FLAGS = flags(
+    ipc=lambda wc: ablation_cfg()["ipc"],
+    m=lambda wc: ablation_cfg()["m"],
+    timesteps=lambda wc: ablation_cfg()["timesteps"] or config["invert"]["keep_timesteps"],
+    chunk_groups=config["select"]["chunk_groups"],
+    l_mu=config["select"]["weights"]["mu"],
+    l_sigma=config["select"]["weights"]["sigma"],
+    l_skew=config["select"]["weights"]["skew"],
+    skew_mode=config["select"]["skew_mode"],
+    guidance=config["decode"]["guidance_scale"],
+    num_steps=config["invert"]["num_inference_steps"],
+    batch_size=config["decode"]["batch_size"],
+    seed=config["seed"],
+    device=config["device"],
+)
+TEACHER_TABLE_FLAGS = flags(
+    methods=lambda wc: image_methods(),
+    ipcs=config["select"]["ipc"],
+    classes=classes_of,
+    labels=labels_of,
+    resolution=eval_resolution,
+    channels=ds_key("channels"),
+)
 
 
 rule ablation_timestep:
@@ -15,29 +40,14 @@ rule ablation_timestep:
         "benchmarks/{dataset}/ablation_timestep/{cls}.tsv"
     conda:
         "../envs/d3hr.yaml"
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         gpu=1,
     params:
-        ipc=lambda wc: ablation_cfg()["ipc"],
-        m=lambda wc: ablation_cfg()["m"],
-        timesteps=lambda wc: ablation_cfg()["timesteps"] or config["invert"]["keep_timesteps"],
-        chunk_groups=config["select"]["chunk_groups"],
-        w=config["select"]["weights"],
-        skew_mode=config["select"]["skew_mode"],
-        guidance=config["decode"]["guidance_scale"],
-        steps=config["invert"]["num_inference_steps"],
-        batch_size=config["decode"]["batch_size"],
-        seed=config["seed"],
-        device=config["device"],
+        args=ABLATION_TIMESTEP_FLAGS,
         code=code_version("ablation"),
     shell:
-        "python -m d3hr ablation-timestep --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
-        " --gaussian {input.gaussian:q} --teacher {input.teacher:q} --timesteps {params.timesteps}"
-        " --ipc {params.ipc} --m {params.m}"
-        " --chunk-groups {params.chunk_groups} --seed {params.seed} --l-mu {params.w[mu]} --l-sigma {params.w[sigma]}"
-        " --l-skew {params.w[skew]} --skew-mode {params.skew_mode} --guidance {params.guidance}"
-        " --num-steps {params.steps} --batch-size {params.batch_size} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr ablation-timestep --threads {threads} {params.args} --pipeline {input.pipeline:q}"
+        " --gaussian {input.gaussian:q} --teacher {input.teacher:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule fig_normality:
@@ -46,35 +56,28 @@ rule fig_normality:
         qq_latents=lambda wc: f"results/{wc.dataset}/latents/{qq_class(wc)}.h5",
         qq_inverted=lambda wc: f"results/{wc.dataset}/inverted/{qq_class(wc)}.h5",
     output:
-        png=report("results/{dataset}/figures/normality.png", caption="../report/normality.rst", category="Figures"),
+        png=figure("normality"),
         pdf="results/{dataset}/figures/normality.pdf",
         qq="results/{dataset}/figures/normality_qq.csv",
-        table=report(
-            "results/{dataset}/tables/normality.csv", caption="../report/normality_table.rst", category="Tables"
-        ),
+        table=table("normality.csv", caption="normality_table"),
     log:
         "logs/{dataset}/figures/normality.log",
     conda:
         "../envs/d3hr.yaml"
     params:
-        timestep=config["select"]["timestep"],
-        dims=lambda wc: figures_cfg()["qq_dims"],
+        args=flags(timestep=config["select"]["timestep"], qq_dims=lambda wc: figures_cfg()["qq_dims"]),
         code=code_version("figures"),
     shell:
-        "python -m d3hr fig-normality --gaussian {input.gaussian:q} --qq-latents {input.qq_latents:q}"
-        " --qq-inverted {input.qq_inverted:q} --timestep {params.timestep} --qq-dims {params.dims}"
-        " --png {output.png:q} --pdf {output.pdf:q} --table {output.table:q} --qq-csv {output.qq:q} > {log:q} 2>&1"
+        "python -m d3hr fig-normality {params.args} --gaussian {input.gaussian:q} --qq-latents {input.qq_latents:q}"
+        " --qq-inverted {input.qq_inverted:q} --png {output.png:q} --pdf {output.pdf:q} --table {output.table:q}"
+        " --qq-csv {output.qq:q} > {log:q} 2>&1"
 
 
 rule fig_accuracy:
     input:
         "results/{dataset}/tables/accuracy.csv",
     output:
-        png=report(
-            "results/{dataset}/figures/accuracy_vs_ipc.png",
-            caption="../report/accuracy_vs_ipc.rst",
-            category="Figures",
-        ),
+        png=figure("accuracy_vs_ipc"),
         pdf="results/{dataset}/figures/accuracy_vs_ipc.pdf",
         data="results/{dataset}/figures/accuracy_vs_ipc.csv",
     log:
@@ -92,7 +95,7 @@ rule fig_timestep:
     input:
         lambda wc: expand("results/{{dataset}}/ablation/timestep/{cls}.h5", cls=CLASSES[wc.dataset]),
     output:
-        png=report("results/{dataset}/figures/timestep.png", caption="../report/timestep.rst", category="Figures"),
+        png=figure("timestep"),
         pdf="results/{dataset}/figures/timestep.pdf",
         data="results/{dataset}/figures/timestep.csv",
     log:
@@ -114,9 +117,7 @@ rule fig_group_sampling:
         ),
         accuracy=group_sampling_accuracy,
     output:
-        png=report(
-            "results/{dataset}/figures/group_sampling.png", caption="../report/group_sampling.rst", category="Figures"
-        ),
+        png=figure("group_sampling"),
         pdf="results/{dataset}/figures/group_sampling.pdf",
         curve="results/{dataset}/figures/group_sampling_best_vs_m.csv",
         summary="results/{dataset}/figures/group_sampling_summary.csv",
@@ -136,9 +137,7 @@ rule fig_samples:
     input:
         lambda wc: image_dirs(wc.dataset, image_methods(), [wc.ipc], grid_classes(wc)),
     output:
-        png=report(
-            "results/{dataset}/figures/samples_ipc{ipc}.png", caption="../report/samples.rst", category="Figures"
-        ),
+        png=figure("samples_ipc{ipc}", caption="samples"),
         pdf="results/{dataset}/figures/samples_ipc{ipc}.pdf",
         data="results/{dataset}/figures/samples_ipc{ipc}.csv",
     log:
@@ -146,14 +145,15 @@ rule fig_samples:
     conda:
         "../envs/d3hr.yaml"
     params:
-        methods=lambda wc: image_methods(),
-        classes=grid_classes,
-        per_class=lambda wc: figures_cfg()["grid_per_class"],
+        args=flags(
+            methods=lambda wc: image_methods(),
+            classes=grid_classes,
+            per_class=lambda wc: figures_cfg()["grid_per_class"],
+        ),
         code=code_version("figures"),
     shell:
-        "python -m d3hr fig-samples --images-root results/{wildcards.dataset}/images --methods {params.methods}"
-        " --classes {params.classes:q} --ipc {wildcards.ipc} --per-class {params.per_class} --png {output.png:q}"
-        " --pdf {output.pdf:q} --data {output.data:q} > {log:q} 2>&1"
+        "python -m d3hr fig-samples {params.args} --images-root results/{wildcards.dataset}/images --ipc {wildcards.ipc}"
+        " --png {output.png:q} --pdf {output.pdf:q} --data {output.data:q} > {log:q} 2>&1"
 
 
 rule fig_storage:
@@ -161,20 +161,19 @@ rule fig_storage:
         gaussian=lambda wc: expand("results/{{dataset}}/gaussian/{cls}.h5", cls=CLASSES[wc.dataset]),
         images=lambda wc: image_dirs(wc.dataset, ["d3hr"], config["select"]["ipc"], CLASSES[wc.dataset]),
     output:
-        png=report("results/{dataset}/figures/storage.png", caption="../report/storage.rst", category="Figures"),
+        png=figure("storage"),
         pdf="results/{dataset}/figures/storage.pdf",
-        table=report("results/{dataset}/tables/storage.csv", caption="../report/storage_table.rst", category="Tables"),
+        table=table("storage.csv", caption="storage_table"),
     log:
         "logs/{dataset}/figures/storage.log",
     conda:
         "../envs/d3hr.yaml"
     params:
-        ipcs=config["select"]["ipc"],
-        classes=classes_of,
+        args=flags(ipcs=config["select"]["ipc"], classes=classes_of),
         code=code_version("figures"),
     shell:
-        "python -m d3hr fig-storage --gaussian {input.gaussian:q} --images-root results/{wildcards.dataset}/images/d3hr"
-        " --ipcs {params.ipcs} --classes {params.classes:q} --png {output.png:q} --pdf {output.pdf:q}"
+        "python -m d3hr fig-storage {params.args} --gaussian {input.gaussian:q}"
+        " --images-root results/{wildcards.dataset}/images/d3hr --png {output.png:q} --pdf {output.pdf:q}"
         " --table {output.table:q} > {log:q} 2>&1"
 
 
@@ -183,7 +182,7 @@ rule cost_table:
         benchmark_files,
     output:
         csv="results/{dataset}/tables/costs.csv",
-        md=report("results/{dataset}/tables/costs.md", caption="../report/costs.rst", category="Tables"),
+        md=table("costs.md"),
     log:
         "logs/{dataset}/tables/costs.log",
     conda:
@@ -201,20 +200,14 @@ rule teacher_table:
         images=lambda wc: image_dirs(wc.dataset, image_methods(), config["select"]["ipc"], CLASSES[wc.dataset]),
         teacher=teacher_path,
     output:
-        report("results/{dataset}/tables/teacher_check.csv", caption="../report/teacher_check.rst", category="Tables"),
+        table("teacher_check.csv"),
     log:
         "logs/{dataset}/tables/teacher_check.log",
     conda:
         "../envs/d3hr.yaml"
     params:
-        methods=lambda wc: image_methods(),
-        ipcs=config["select"]["ipc"],
-        classes=classes_of,
-        labels=labels_of,
-        resolution=lambda wc: eval_resolution(wc),
-        channels=lambda wc: ds(wc)["channels"],
+        args=TEACHER_TABLE_FLAGS,
         code=code_version("figures"),
     shell:
-        "python -m d3hr teacher-table --teacher {input.teacher:q} --images-root results/{wildcards.dataset}/images"
-        " --methods {params.methods} --ipcs {params.ipcs} --classes {params.classes:q} --labels {params.labels}"
-        " --resolution {params.resolution} --channels {params.channels} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr teacher-table {params.args} --teacher {input.teacher:q}"
+        " --images-root results/{wildcards.dataset}/images --out {output:q} > {log:q} 2>&1"

@@ -1,5 +1,15 @@
 # docs/method.md §2: DDIM inversion, one job per class.
 
+INVERT_FLAGS = flags(
+    cls=wildcard("cls"),
+    label=model_label_of,
+    timesteps=config["invert"]["keep_timesteps"],
+    num_steps=config["invert"]["num_inference_steps"],
+    guidance=config["invert"]["guidance_scale"],
+    batch_size=config["invert"]["batch_size"],
+    device=config["device"],
+)
+
 
 rule invert:
     input:
@@ -14,19 +24,11 @@ rule invert:
     priority: 3  # the chain every D3HR job waits for
     conda:
         "../envs/d3hr.yaml"
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         gpu=1,
     params:
-        label=model_label_of,
-        timesteps=config["invert"]["keep_timesteps"],
-        steps=config["invert"]["num_inference_steps"],
-        guidance=config["invert"]["guidance_scale"],
-        batch_size=config["invert"]["batch_size"],
-        device=config["device"],
+        args=INVERT_FLAGS,
         code=code_version("invert"),
     shell:
-        "python -m d3hr invert --threads {threads} --device {params.device} --pipeline {input.pipeline:q}"
-        " --latents {input.latents:q} --cls {wildcards.cls:q} --label {params.label}"
-        " --timesteps {params.timesteps} --num-steps {params.steps} --guidance {params.guidance}"
-        " --batch-size {params.batch_size} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr invert --threads {threads} {params.args} --pipeline {input.pipeline:q}"
+        " --latents {input.latents:q} --out {output:q} > {log:q} 2>&1"

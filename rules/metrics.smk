@@ -1,5 +1,22 @@
 # Representativeness and diversity of every distilled set per class (docs/method.md §7), and the label-robust scores.
 
+FEATURES_FLAGS = flags(
+    class_dir=class_dir,
+    resolution=eval_resolution,
+    channels=ds_key("channels"),
+    max_images=lambda wc: metrics_cfg()["max_real"],
+    seed=config["seed"],
+    device=config["device"],
+)
+SET_SCORES_FLAGS = flags(
+    sets=lambda wc: [f"{m}:{i}:{d}" for m, i, d in metric_sets(wc)],
+    cls=wildcard("cls"),
+    resolution=eval_resolution,
+    channels=ds_key("channels"),
+    k=lambda wc: metrics_cfg()["k"],
+    device=config["device"],
+)
+
 
 rule real_features:
     input:
@@ -14,22 +31,14 @@ rule real_features:
         "benchmarks/{dataset}/features/{cls}.tsv"
     conda:
         "../envs/d3hr.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
-        class_dir=lambda wc: f"{dataset_root_of(wc)}/train/{wc.cls}",
-        resolution=lambda wc: eval_resolution(wc),
-        channels=lambda wc: ds(wc)["channels"],
-        max_images=lambda wc: metrics_cfg()["max_real"],
-        seed=config["seed"],
-        device=config["device"],
+        args=FEATURES_FLAGS,
         code=code_version("metrics"),
     shell:
-        "python -m d3hr features --threads {threads} --device {params.device} --class-dir {params.class_dir:q}"
-        " --teacher {input.teacher:q} --pipeline {input.pipeline:q} --resolution {params.resolution}"
-        " --channels {params.channels} --max-images {params.max_images} --seed {params.seed} --out {output:q}"
-        " > {log:q} 2>&1"
+        "python -m d3hr features --threads {threads} {params.args} --teacher {input.teacher:q}"
+        " --pipeline {input.pipeline:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule set_scores:
@@ -46,20 +55,14 @@ rule set_scores:
         "benchmarks/{dataset}/metrics/{cls}.tsv"
     conda:
         "../envs/d3hr.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
-        sets=lambda wc: [f"{m}:{i}:{d}" for m, i, d in metric_sets(wc)],
-        resolution=lambda wc: eval_resolution(wc),
-        channels=lambda wc: ds(wc)["channels"],
-        k=lambda wc: metrics_cfg()["k"],
-        device=config["device"],
+        args=SET_SCORES_FLAGS,
         code=code_version("metrics"),
     shell:
-        "python -m d3hr set-scores --threads {threads} --device {params.device} --features {input.features:q}"
-        " --sets {params.sets:q} --cls {wildcards.cls:q} --teacher {input.teacher:q} --pipeline {input.pipeline:q}"
-        " --resolution {params.resolution} --channels {params.channels} --k {params.k} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr set-scores --threads {threads} {params.args} --features {input.features:q}"
+        " --teacher {input.teacher:q} --pipeline {input.pipeline:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule representativeness:
@@ -68,22 +71,10 @@ rule representativeness:
         accuracy="results/{dataset}/tables/accuracy.csv",
     output:
         csv="results/{dataset}/tables/representativeness.csv",
-        md=report(
-            "results/{dataset}/tables/representativeness.md",
-            caption="../report/representativeness.rst",
-            category="Tables",
-        ),
+        md=table("representativeness.md"),
         corr_csv="results/{dataset}/tables/metric_correlation.csv",
-        corr_md=report(
-            "results/{dataset}/tables/metric_correlation.md",
-            caption="../report/representativeness.rst",
-            category="Tables",
-        ),
-        png=report(
-            "results/{dataset}/figures/representativeness.png",
-            caption="../report/representativeness.rst",
-            category="Figures",
-        ),
+        corr_md=table("metric_correlation.md", caption="representativeness"),
+        png=figure("representativeness"),
         pdf="results/{dataset}/figures/representativeness.pdf",
     log:
         "logs/{dataset}/representativeness.log",
@@ -102,7 +93,7 @@ rule label_robust_table:
         lambda wc: [f"results/{wc.dataset}/eval/ipc{i}.csv" for i in eval_ipcs()],
     output:
         csv="results/{dataset}/tables/label_robust.csv",
-        md=report("results/{dataset}/tables/label_robust.md", caption="../report/label_robust.rst", category="Tables"),
+        md=table("label_robust.md"),
     log:
         "logs/{dataset}/label_robust.log",
     conda:

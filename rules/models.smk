@@ -1,5 +1,30 @@
 # Models of datasets configured with `model: train` / `teacher: train` (the embedded default; docs/method.md §0).
 
+DATA_FLAGS = dict(
+    root=dataset_root_of, classes=classes_of, resolution=ds_key("resolution"), channels=ds_key("channels")
+)
+TRAIN_LDM_FLAGS = flags(
+    **DATA_FLAGS,
+    seed=config["seed"],
+    vae=lambda wc: config["train"]["vae"],
+    dit=lambda wc: dit_settings(),
+)
+TRAIN_TEACHER_FLAGS = flags(
+    **DATA_FLAGS,
+    seed=config["seed"],
+    **{
+        k: (lambda wc, k=k: config["train"]["teacher"][k])
+        for k in ("arch", "epochs", "batch_size", "lr", "weight_decay")
+    },
+)
+QUALITY_FLAGS = flags(
+    **DATA_FLAGS,
+    seed=config["seed"],
+    samples_per_class=lambda wc: config["train"]["quality"]["samples_per_class"],
+    guidance=config["decode"]["guidance_scale"],
+    num_steps=config["invert"]["num_inference_steps"],
+)
+
 
 rule train_ldm:
     input:
@@ -17,18 +42,10 @@ rule train_ldm:
     resources:
         gpu=1,
     params:
-        root=dataset_root_of,
-        classes=classes_of,
-        resolution=lambda wc: ds(wc)["resolution"],
-        channels=lambda wc: ds(wc)["channels"],
-        vae=lambda wc: json.dumps(config["train"]["vae"]),
-        dit=lambda wc: json.dumps(dit_settings()),
-        seed=config["seed"],
+        args=TRAIN_LDM_FLAGS,
         code=code_version("train_ldm"),
     shell:
-        "python -m d3hr train-ldm --threads {threads} --root {params.root:q} --classes {params.classes:q}"
-        " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
-        " --vae {params.vae:q} --dit {params.dit:q} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr train-ldm --threads {threads} {params.args} --out {output:q} > {log:q} 2>&1"
 
 
 rule train_teacher:
@@ -48,18 +65,10 @@ rule train_teacher:
     resources:
         gpu=1,
     params:
-        root=dataset_root_of,
-        classes=classes_of,
-        resolution=lambda wc: ds(wc)["resolution"],
-        channels=lambda wc: ds(wc)["channels"],
-        t=lambda wc: config["train"]["teacher"],
-        seed=config["seed"],
+        args=TRAIN_TEACHER_FLAGS,
         code=code_version("train_teacher"),
     shell:
-        "python -m d3hr train-teacher --threads {threads} --root {params.root:q} --classes {params.classes:q}"
-        " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
-        " --arch {params.t[arch]} --epochs {params.t[epochs]} --batch-size {params.t[batch_size]}"
-        " --lr {params.t[lr]} --weight-decay {params.t[weight_decay]} --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr train-teacher --threads {threads} {params.args} --out {output:q} > {log:q} 2>&1"
 
 
 rule model_quality:
@@ -70,9 +79,7 @@ rule model_quality:
     output:
         json="results/{dataset}/models/quality.json",
         samples=report(
-            "results/{dataset}/models/dit_samples.png",
-            caption="../report/dit_samples.rst",
-            category="Models",
+            "results/{dataset}/models/dit_samples.png", caption="../report/dit_samples.rst", category="Models"
         ),
     log:
         "logs/{dataset}/model_quality.log",
@@ -81,21 +88,9 @@ rule model_quality:
     conda:
         "../envs/d3hr.yaml"
     threads: 2
-    resources:
-        gpu=1,
     params:
-        root=dataset_root_of,
-        classes=classes_of,
-        resolution=lambda wc: ds(wc)["resolution"],
-        channels=lambda wc: ds(wc)["channels"],
-        n=lambda wc: config["train"]["quality"]["samples_per_class"],
-        guidance=config["decode"]["guidance_scale"],
-        steps=config["invert"]["num_inference_steps"],
-        seed=config["seed"],
+        args=QUALITY_FLAGS,
         code=code_version("quality"),
     shell:
-        "python -m d3hr quality --threads {threads} --root {params.root:q} --classes {params.classes:q}"
-        " --resolution {params.resolution} --channels {params.channels} --seed {params.seed}"
-        " --pipeline {input.pipeline:q} --teacher {input.teacher:q} --samples-per-class {params.n}"
-        " --guidance {params.guidance} --num-steps {params.steps} --out {output.json:q} --samples {output.samples:q}"
-        " > {log:q} 2>&1"
+        "python -m d3hr quality --threads {threads} {params.args} --pipeline {input.pipeline:q} --teacher {input.teacher:q}"
+        " --out {output.json:q} --samples {output.samples:q} > {log:q} 2>&1"

@@ -1,5 +1,17 @@
 # docs/method.md §4: group sampling, one job per class and IPC.
 
+SELECT_FLAGS = flags(
+    ipc=wildcard("ipc"),
+    m=config["select"]["m"],
+    timestep=config["select"]["timestep"],
+    chunk_groups=config["select"]["chunk_groups"],
+    l_mu=config["select"]["weights"]["mu"],
+    l_sigma=config["select"]["weights"]["sigma"],
+    l_skew=config["select"]["weights"]["skew"],
+    skew_mode=config["select"]["skew_mode"],
+    seed=config["seed"],
+)
+
 
 rule select:
     input:
@@ -13,22 +25,13 @@ rule select:
     priority: 1  # the chain every D3HR job waits for
     conda:
         "../envs/d3hr.yaml"
-    threads: 1  # per-class jobs: one thread each, so two run at once on 2 cores (--set-threads to change)
     resources:
         mem_mb=1000,
     params:
-        m=config["select"]["m"],
-        timestep=config["select"]["timestep"],
-        chunk_groups=config["select"]["chunk_groups"],
-        w=config["select"]["weights"],
-        skew_mode=config["select"]["skew_mode"],
-        seed=config["seed"],
+        args=SELECT_FLAGS,
         code=code_version("select"),
     shell:
-        "python -m d3hr select --threads {threads} --gaussian {input:q} --ipc {wildcards.ipc} --m {params.m}"
-        " --timestep {params.timestep} --chunk-groups {params.chunk_groups} --seed {params.seed}"
-        " --l-mu {params.w[mu]} --l-sigma {params.w[sigma]} --l-skew {params.w[skew]} --skew-mode {params.skew_mode}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m d3hr select --threads {threads} {params.args} --gaussian {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule selection_summary:
@@ -40,5 +43,7 @@ rule selection_summary:
         "logs/{dataset}/select/ipc{ipc}/summary.log",
     conda:
         "../envs/d3hr.yaml"
+    params:
+        code=code_version("select"),
     shell:
         "python -m d3hr summarize-selection --out {output:q} {input:q} > {log:q} 2>&1"

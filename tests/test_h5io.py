@@ -34,6 +34,23 @@ def test_exception_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_folder_replaces_an_existing_folder_only_on_success(tmp_path):
+    out = tmp_path / "imgs"
+    with atomic_output(out, directory=True) as tmp:
+        assert tmp.is_dir() and not any(tmp.iterdir())
+        (tmp / "a.png").write_bytes(b"1")
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    with pytest.raises(RuntimeError):
+        with atomic_output(out, directory=True) as tmp:
+            (tmp / "b.png").write_bytes(b"2")
+            raise RuntimeError("crash in the middle of the folder")
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # the old folder stays, whole
+    with atomic_output(out, directory=True) as tmp:
+        (tmp / "c.png").write_bytes(b"3")
+    assert sorted(p.name for p in out.iterdir()) == ["c.png"]  # replaced, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]  # no temporary or old folder left
+
+
 def test_sigkill_during_write_leaves_no_output(tmp_path):
     p = tmp_path / "out.h5"
     code = f"""

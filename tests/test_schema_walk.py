@@ -263,7 +263,13 @@ def test_the_check_catches_a_silent_key(tiny_run, tmp_path):
     src, cfg = tiny_run
     wd = copy_run(src, tmp_path / "wf")
     smk = wd / "rules" / "figures.smk"
-    smk.write_text(smk.read_text().replace(" --timesteps {params.timesteps}", ""))
+    text = smk.read_text()
+    spec = '    timesteps=lambda wc: ablation_cfg()["timesteps"] or config["invert"]["keep_timesteps"],\n'
+    assert spec in text and "        args=ABLATION_TIMESTEP_FLAGS,\n" in text
+    # the value moves from the command's flags into a param of its own that the command does not use
+    text = text.replace(spec, "").replace("        args=ABLATION_TIMESTEP_FLAGS,\n",
+                                          "        args=ABLATION_TIMESTEP_FLAGS,\n" + spec.replace("    ", "        ", 1))
+    smk.write_text(text)
     case = {"figures.timestep_ablation.timesteps": CASES["figures.timestep_ablation.timesteps"]}
     problems = check_walk(case, walk(wd, cfg, case), _baseline(wd, cfg))
     assert len(problems) == 2 and "rules whose commands change []" in problems[0], problems
