@@ -35,7 +35,8 @@ STAGE_MODULES = {
     "evaluate": ["evaluate", "valset", "augment", "archs", "nets", "data"],  # archs: the authors' rate per student
     "ablation": ["ablation", "group_sampling", "decode", "images", "ddim", "models", "nets", "archs", "data", "seeds"],
     "figures": ["figures", "tables", "data", "nets", "archs", "methods"],
-    "variants": ["variants", "group_sampling", "decode", "images", "ddim", "gaussian", "models", "methods", "seeds"],
+    "variants": ["variants", "group_sampling", "decode", "images", "ddim", "gaussian", "models", "seeds"],
+    "ablation_table": ["variants", "methods"],
     "metrics": ["metrics", "data", "nets", "archs", "models", "seeds"],
     "metric_tables": ["tables", "figures", "methods"],
     "tables": ["tables", "methods"],

@@ -76,7 +76,7 @@ def kmeans_latents(latents_h5, out, ipc: int, seed: int, timestep: int = -1, alp
 
 def noise_latents(out, cls: str, label: int, ipc: int, seed: int, latent_shape, num_steps: int, guidance: float):
     """Pure Gaussian noise at the last grid timestep: decoding it is plain DiT sampling with CFG."""
-    from .ddim import timestep_grid  # here, so that random_real and kmeans jobs import no torch
+    from .ddim import timestep_grid  # here, so that random_real jobs import no torch
 
     z = _normal(derive_seed(seed, "dit_noise", cls, ipc), (ipc, *latent_shape))
     t = int(timestep_grid(1000, num_steps)[-1])

@@ -19,7 +19,8 @@ def atomic_output(path, directory: bool = False):
     """Yield a temporary path beside `path` (an empty folder if `directory`); when the block succeeds it replaces
     `path` (a file, or a whole folder), when it fails it is removed.
 
-    A crash (even SIGKILL) leaves at most a hidden `.name.tmp-PID`, never a partial `path`.
+    A crash (even SIGKILL) never leaves a partial `path`: at most a hidden `.name.tmp-PID`, and, killed between the
+    two renames that replace a folder, no `path` (the job reruns) and the old folder as `.name.old-PID`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,13 +33,20 @@ def atomic_output(path, directory: bool = False):
         if tmp.is_file():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-        if tmp.is_dir() and path.exists():  # os.replace cannot replace a folder that has files: move it aside first
+        if tmp.is_dir() and path.is_dir() and not path.is_symlink():
+            # os.replace cannot replace a folder that has files: move the old one aside, and back if the rename fails
             old = path.parent / f".{path.name}.old-{os.getpid()}"
             _remove(old)
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
             _remove(old)
         else:
+            if tmp.is_dir() and (path.exists() or path.is_symlink()):
+                path.unlink()  # a file or a symlink where the folder goes
             os.replace(tmp, path)
     except BaseException:
         _remove(tmp)

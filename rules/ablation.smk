@@ -57,7 +57,7 @@ rule ablation_table:
         "../envs/d3hr.yaml"
     params:
         variants=lambda wc: json.dumps(ablation_variants()),
-        code=code_version("variants"),
+        code=code_version("ablation_table"),
     shell:
         "python -m d3hr ablation-table --variants {params.variants:q} --csv {output.csv:q} --md {output.md:q}"
         " --png {output.png:q} --pdf {output.pdf:q} {input:q} > {log:q} 2>&1"

@@ -65,6 +65,8 @@ def flags(**spec):
             out.append(f"--{name.replace('_', '-')}")
             if v is not True:
                 vals = v if isinstance(v, (list, tuple)) else [json.dumps(v) if isinstance(v, dict) else v]
+                if not vals:
+                    raise WorkflowError(f"config: --{name.replace('_', '-')} of {wc} is an empty list")
                 out += [shlex.quote(str(x)) for x in vals]
         return " ".join(out)
 

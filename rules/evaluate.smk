@@ -100,7 +100,7 @@ rule tables:
         lambda wc: [f"results/{wc.dataset}/eval/ipc{i}.csv" for i in eval_ipcs()],
     output:
         csv="results/{dataset}/tables/accuracy.csv",
-        md=report("results/{dataset}/tables/accuracy.md", caption="../report/accuracy.rst", category="Tables"),
+        md=table("accuracy.md"),
         tex="results/{dataset}/tables/accuracy.tex",
     log:
         "logs/{dataset}/tables.log",

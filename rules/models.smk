@@ -88,6 +88,8 @@ rule model_quality:
     conda:
         "../envs/d3hr.yaml"
     threads: 2
+    resources:
+        gpu=1,
     params:
         args=QUALITY_FLAGS,
         code=code_version("quality"),

@@ -51,6 +51,27 @@ def test_atomic_folder_replaces_an_existing_folder_only_on_success(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]  # no temporary or old folder left
 
 
+def test_atomic_folder_keeps_the_old_folder_when_the_rename_fails(tmp_path, monkeypatch):
+    import d3hr.h5io as h5io
+
+    out = tmp_path / "imgs"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"1")
+    real = os.replace
+
+    def failing(src, dst):
+        if ".tmp-" in str(src):
+            raise OSError("disk full")
+        real(src, dst)
+
+    monkeypatch.setattr(h5io.os, "replace", failing)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_output(out, directory=True) as tmp:
+            (tmp / "b.png").write_bytes(b"2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+
+
 def test_sigkill_during_write_leaves_no_output(tmp_path):
     p = tmp_path / "out.h5"
     code = f"""

@@ -74,6 +74,28 @@ def test_every_job_command_is_accepted_by_the_cli(tiny_workflow):
     assert len(stages) >= 25, stages
 
 
+def test_every_command_of_the_embedded_default_is_accepted_by_the_cli(tmp_path):
+    """The same for the embedded default with hard-label students (`make run` and config/label_robust.yaml): the
+    commands the tiny config never builds (export, model training, quality check) parse too."""
+    import re
+    import shlex
+
+    from conftest import copy_workflow
+    from d3hr.cli import build_parser
+
+    wd = copy_workflow(tmp_path / "wf")
+    p = snakemake(wd, "-n", "-p", "--forceall", "--configfile", "config/config.yaml", "config/label_robust.yaml")
+    cmds = re.findall(r"python -m d3hr (.*?) > \S+ 2>&1", p.stdout + p.stderr)
+    parser = build_parser()
+    stages = set()
+    for cmd in cmds:
+        args = shlex.split(cmd)
+        parser.parse_args(args)
+        stages.add(args[0])
+    assert {"export-embedded", "train-ldm", "train-teacher", "quality", "evaluate"} <= stages, stages
+    assert len(cmds) > 400
+
+
 def test_dry_run_has_one_job_per_class(tiny_workflow):
     wd, cfg, _ = tiny_workflow
     jobs = dry_run_jobs(wd)
