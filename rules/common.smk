@@ -62,11 +62,12 @@ def flags(**spec):
             v = v(wc) if callable(v) else v
             if v is None or v is False:
                 continue
-            out.append(f"--{name.replace('_', '-')}")
+            flag = f"--{name.replace('_', '-')}"
+            out.append(flag)
             if v is not True:
                 vals = v if isinstance(v, (list, tuple)) else [json.dumps(v) if isinstance(v, dict) else v]
                 if not vals:
-                    raise WorkflowError(f"config: --{name.replace('_', '-')} of {wc} is an empty list")
+                    raise WorkflowError(f"config: {flag} of {wc} is an empty list")
                 out += [shlex.quote(str(x)) for x in vals]
         return " ".join(out)
 
