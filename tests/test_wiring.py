@@ -71,3 +71,15 @@ def test_every_schema_key_is_read_by_the_workflow_or_the_package():
         if not re.search(rf"""["']{leaf}["']|\.{leaf}\b|\b{leaf}=|{signature}""", code, re.M):
             unread.append(key)
     assert not unread, f"schema keys that nothing reads: {unread}"
+
+
+def test_the_jobs_that_load_no_model_import_no_torch():
+    """select, fit_gaussian and random_real import only these modules (and the CLI): none may pull in torch, which
+    costs seconds per job (baselines imports ddim only where dit_noise needs its grid)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, d3hr.cli, d3hr.group_sampling, d3hr.baselines, d3hr.gaussian, d3hr.images, d3hr.h5io; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
