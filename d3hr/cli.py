@@ -171,10 +171,11 @@ def cmd_baseline_noise(a):
 
 def cmd_baseline_kmeans(a):
     from .baselines import kmeans_latents
-    from .models import load_ldm
 
     abar, label = None, -1
-    if a.timestep >= 0:  # D4M: noised to the timestep, denoised by the DiT in `decode`
+    if a.timestep >= 0:  # D4M: noised to the timestep, denoised by the DiT in `decode` (kmeans_vae: no torch)
+        from .models import load_ldm
+
         ldm = load_ldm(a.pipeline, components=())
         abar, label = ldm.alphas_cumprod, ldm.check_label(a.cls, a.label)
     kmeans_latents(a.latents, a.out, ipc=a.ipc, seed=a.seed, timestep=a.timestep, alphas_cumprod=abar, label=label,
@@ -381,11 +382,15 @@ def cmd_set_scores(a):
 
 
 def cmd_representativeness(a):
-    from .figures import plot_representativeness
     from .tables import write_representativeness
 
     write_representativeness(a.scores, accuracy_csv=a.accuracy, out_csv=a.csv, out_md=a.md, corr_csv=a.corr_csv,
                              corr_md=a.corr_md)
+
+
+def cmd_fig_representativeness(a):
+    from .figures import plot_representativeness
+
     plot_representativeness(a.csv, png=a.png, pdf=a.pdf)
 
 
@@ -611,11 +616,17 @@ def build_parser():
     s.add_argument("--k", type=int, required=True, help="coverage: the k of the real images' k-NN radius")
 
     s = stage("representativeness", cmd_representativeness,
-              "per-class set scores + accuracy -> tables and the representativeness x diversity figure")
+              "per-class set scores + accuracy -> representativeness and metric-correlation tables")
     s.add_argument("scores", nargs="+")
     s.add_argument("--accuracy", required=True, help="tables/accuracy.csv")
-    for flag in ("--csv", "--md", "--corr-csv", "--corr-md", "--png", "--pdf"):
+    for flag in ("--csv", "--md", "--corr-csv", "--corr-md"):
         s.add_argument(flag, required=True)
+
+    s = stage("fig-representativeness", cmd_fig_representativeness,
+              "representativeness table -> the MMD x diversity figure")
+    s.add_argument("--csv", required=True, help="tables/representativeness.csv")
+    s.add_argument("--png", required=True)
+    s.add_argument("--pdf", required=True)
 
     s = stage("label-robust", cmd_label_robust, "soft- and hard-label runs -> HLR, IOR, LRS table")
     s.add_argument("csvs", nargs="+")

@@ -22,9 +22,7 @@ ABLATION_VARIANT_FLAGS = flags(
 
 rule ablation_variant:
     input:
-        latents="results/{dataset}/latents/{cls}.h5",
-        gaussian="results/{dataset}/gaussian/{cls}.h5",
-        pipeline=pipeline_dir,
+        unpack(with_models("pipeline", latents=class_h5("latents"), gaussian=class_h5("gaussian"))),
     output:
         directory("results/{dataset}/images/variant_{variant}/ipc{ipc}/{cls}"),
     log:

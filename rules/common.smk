@@ -74,10 +74,10 @@ def flags(**spec):
     return fn
 
 
-def figure(name, caption=None):
-    """A figure's PNG, shown in the report under Figures with the caption report/{caption or name}.rst."""
-    path = f"results/{{dataset}}/figures/{name}.png"
-    return report(path, caption=f"../report/{caption or name}.rst", category="Figures")
+def figure(name, caption=None, folder="figures", category="Figures"):
+    """A figure's PNG, shown in the report under `category` with the caption report/{caption or name}.rst."""
+    path = f"results/{{dataset}}/{folder}/{name}.png"
+    return report(path, caption=f"../report/{caption or name}.rst", category=category)
 
 
 def table(name, caption=None):
@@ -120,12 +120,15 @@ def class_images(wc):
     return class_input(wc.dataset, "train", wc.cls)
 
 
-def split_images(split):
+def split_images(*splits):
+    """The image files (or the export's folders) of every class in `splits`."""
+
     def fn(wc):
         out = []
-        for c in CLASSES[wc.dataset]:
-            got = class_input(wc.dataset, split, c)
-            out += [got] if isinstance(got, str) else got
+        for split in splits:
+            for c in CLASSES[wc.dataset]:
+                got = class_input(wc.dataset, split, c)
+                out += [got] if isinstance(got, str) else got
         return out
 
     return fn
@@ -143,6 +146,27 @@ def pipeline_dir(wc):
 def teacher_path(wc):
     t = ds(wc)["teacher"]
     return f"results/{wc.dataset}/models/teacher.pt" if t == "train" else t
+
+
+def class_h5(stage):
+    """The per-class HDF5 file of a stage: results/{dataset}/{stage}/{cls}.h5."""
+    return f"results/{{dataset}}/{stage}/{{cls}}.h5"
+
+
+def every_class(pattern, **values):
+    """Input function: `pattern` for every class of the job's dataset, its other wildcards from the job or `values`."""
+    return lambda wc: expand(pattern, **(dict(wc.items()) | {"cls": CLASSES[wc.dataset]} | values))
+
+
+def with_models(*models, **inputs):
+    """Named inputs for `unpack()`: the dataset's models (`pipeline`, `teacher`) that the job loads, plus `inputs`,
+    each a path pattern over the job's wildcards or an input function."""
+
+    def fn(wc):
+        named = {k: v(wc) if callable(v) else v.format(**dict(wc.items())) for k, v in inputs.items()}
+        return named | {m: {"pipeline": pipeline_dir, "teacher": teacher_path}[m](wc) for m in models}
+
+    return fn
 
 
 def model_label_of(wc):
@@ -253,6 +277,12 @@ def qq_class(wc):
     return c
 
 
+def normality_inputs(wc):
+    """fig_normality's inputs: every class's Gaussian; latents and inverted latents of the Q-Q plot's class."""
+    qq = {f"qq_{s}": f"results/{wc.dataset}/{s}/{qq_class(wc)}.h5" for s in ("latents", "inverted")}
+    return {"gaussian": every_class(class_h5("gaussian"))(wc)} | qq
+
+
 def grid_classes(wc):
     return CLASSES[wc.dataset][: figures_cfg()["grid_classes"]]
 
@@ -361,6 +391,8 @@ def figure_targets(name):
     ]
     if ablation_on():
         out.append(f"{r}/figures/timestep.png")
+    if metrics_on():
+        out.append(f"{r}/figures/representativeness.png")
     if eval_methods():
         out.append(f"{r}/figures/accuracy_vs_ipc.png")
         if ablation_variants():
@@ -385,6 +417,10 @@ def metric_sets(wc):
     sets = [(m, i) for m in image_methods() for i in config["select"]["ipc"]]
     sets += [(f"variant_{v}", config["ablation"]["ipc"]) for v in ablation_variants()]  # none when ablations are off
     return [(m, str(i), f"results/{wc.dataset}/images/{m}/ipc{i}/{wc.cls}") for m, i in sets]
+
+
+def metric_dirs(wc):
+    return [d for _, _, d in metric_sets(wc)]
 
 
 # ---------------------------------------------------------------- models trained by the workflow (rules/models.smk)

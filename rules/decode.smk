@@ -14,16 +14,13 @@ DECODE_FLAGS = flags(
 
 rule decode:
     input:
-        latents=decode_input,
-        pipeline=pipeline_dir,
+        unpack(with_models("pipeline", latents=decode_input)),
     output:
-        directory("results/{dataset}/images/{method}/ipc{ipc}/{cls}"),
+        directory("results/{dataset}/images/{method,d3hr|d3hr_nogroup|dit_noise|kmeans|kmeans_vae}/ipc{ipc}/{cls}"),
     log:
         "logs/{dataset}/decode/{method}/ipc{ipc}/{cls}.log",
     benchmark:
         "benchmarks/{dataset}/decode/{method}/ipc{ipc}/{cls}.tsv"
-    wildcard_constraints:
-        method="d3hr|d3hr_nogroup|dit_noise|kmeans|kmeans_vae",
     conda:
         "../envs/d3hr.yaml"
     resources:

@@ -46,9 +46,7 @@ rule prepare_val:
 
 rule evaluate:
     input:
-        train=eval_train_input,
-        val="results/{dataset}/val.h5",
-        teacher=teacher_path,
+        unpack(with_models("teacher", train=eval_train_input, val="results/{dataset}/val.h5")),
     output:
         "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
     log:

@@ -29,9 +29,7 @@ TEACHER_TABLE_FLAGS = flags(
 
 rule ablation_timestep:
     input:
-        gaussian="results/{dataset}/gaussian/{cls}.h5",
-        pipeline=pipeline_dir,
-        teacher=teacher_path,
+        unpack(with_models("pipeline", "teacher", gaussian=class_h5("gaussian"))),
     output:
         "results/{dataset}/ablation/timestep/{cls}.h5",
     log:
@@ -52,9 +50,7 @@ rule ablation_timestep:
 
 rule fig_normality:
     input:
-        gaussian=lambda wc: expand("results/{{dataset}}/gaussian/{cls}.h5", cls=CLASSES[wc.dataset]),
-        qq_latents=lambda wc: f"results/{wc.dataset}/latents/{qq_class(wc)}.h5",
-        qq_inverted=lambda wc: f"results/{wc.dataset}/inverted/{qq_class(wc)}.h5",
+        unpack(normality_inputs),
     output:
         png=figure("normality"),
         pdf="results/{dataset}/figures/normality.pdf",
@@ -93,7 +89,7 @@ rule fig_accuracy:
 
 rule fig_timestep:
     input:
-        lambda wc: expand("results/{{dataset}}/ablation/timestep/{cls}.h5", cls=CLASSES[wc.dataset]),
+        every_class(class_h5("ablation/timestep")),
     output:
         png=figure("timestep"),
         pdf="results/{dataset}/figures/timestep.pdf",
@@ -112,9 +108,7 @@ rule fig_timestep:
 
 rule fig_group_sampling:
     input:
-        selected=lambda wc: expand(
-            "results/{{dataset}}/selected/ipc{ipc}/{cls}.h5", ipc=config["select"]["ipc"], cls=CLASSES[wc.dataset]
-        ),
+        selected=every_class("results/{dataset}/selected/ipc{ipc}/{cls}.h5", ipc=config["select"]["ipc"]),
         accuracy=group_sampling_accuracy,
     output:
         png=figure("group_sampling"),
@@ -133,6 +127,13 @@ rule fig_group_sampling:
         " --pdf {output.pdf:q} --curve {output.curve:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
+SAMPLES_FLAGS = flags(
+    methods=lambda wc: image_methods(),
+    classes=grid_classes,
+    per_class=lambda wc: figures_cfg()["grid_per_class"],
+)
+
+
 rule fig_samples:
     input:
         lambda wc: image_dirs(wc.dataset, image_methods(), [wc.ipc], grid_classes(wc)),
@@ -145,11 +146,7 @@ rule fig_samples:
     conda:
         "../envs/d3hr.yaml"
     params:
-        args=flags(
-            methods=lambda wc: image_methods(),
-            classes=grid_classes,
-            per_class=lambda wc: figures_cfg()["grid_per_class"],
-        ),
+        args=SAMPLES_FLAGS,
         code=code_version("figures"),
     shell:
         "python -m d3hr fig-samples {params.args} --images-root results/{wildcards.dataset}/images --ipc {wildcards.ipc}"
@@ -158,7 +155,7 @@ rule fig_samples:
 
 rule fig_storage:
     input:
-        gaussian=lambda wc: expand("results/{{dataset}}/gaussian/{cls}.h5", cls=CLASSES[wc.dataset]),
+        gaussian=every_class(class_h5("gaussian")),
         images=lambda wc: image_dirs(wc.dataset, ["d3hr"], config["select"]["ipc"], CLASSES[wc.dataset]),
     output:
         png=figure("storage"),

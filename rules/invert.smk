@@ -13,8 +13,7 @@ INVERT_FLAGS = flags(
 
 rule invert:
     input:
-        latents="results/{dataset}/latents/{cls}.h5",
-        pipeline=pipeline_dir,
+        unpack(with_models("pipeline", latents=class_h5("latents"))),
     output:
         "results/{dataset}/inverted/{cls}.h5",
     log:

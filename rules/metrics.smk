@@ -20,9 +20,7 @@ SET_SCORES_FLAGS = flags(
 
 rule real_features:
     input:
-        images=class_images,
-        teacher=teacher_path,
-        pipeline=pipeline_dir,
+        unpack(with_models("teacher", "pipeline", images=class_images)),
     output:
         "results/{dataset}/features/{cls}.h5",
     log:
@@ -43,10 +41,7 @@ rule real_features:
 
 rule set_scores:
     input:
-        features="results/{dataset}/features/{cls}.h5",
-        sets=lambda wc: [d for _, _, d in metric_sets(wc)],
-        teacher=teacher_path,
-        pipeline=pipeline_dir,
+        unpack(with_models("teacher", "pipeline", features=class_h5("features"), sets=metric_dirs)),
     output:
         "results/{dataset}/metrics/{cls}.csv",
     log:
@@ -67,15 +62,13 @@ rule set_scores:
 
 rule representativeness:
     input:
-        scores=lambda wc: expand("results/{{dataset}}/metrics/{cls}.csv", cls=CLASSES[wc.dataset]),
+        scores=every_class("results/{dataset}/metrics/{cls}.csv"),
         accuracy="results/{dataset}/tables/accuracy.csv",
     output:
         csv="results/{dataset}/tables/representativeness.csv",
         md=table("representativeness.md"),
         corr_csv="results/{dataset}/tables/metric_correlation.csv",
         corr_md=table("metric_correlation.md", caption="representativeness"),
-        png=figure("representativeness"),
-        pdf="results/{dataset}/figures/representativeness.pdf",
     log:
         "logs/{dataset}/representativeness.log",
     conda:
@@ -84,8 +77,23 @@ rule representativeness:
         code=code_version("metric_tables"),
     shell:
         "python -m d3hr representativeness {input.scores:q} --accuracy {input.accuracy:q} --csv {output.csv:q}"
-        " --md {output.md:q} --corr-csv {output.corr_csv:q} --corr-md {output.corr_md:q} --png {output.png:q}"
-        " --pdf {output.pdf:q} > {log:q} 2>&1"
+        " --md {output.md:q} --corr-csv {output.corr_csv:q} --corr-md {output.corr_md:q} > {log:q} 2>&1"
+
+
+rule fig_representativeness:
+    input:
+        "results/{dataset}/tables/representativeness.csv",
+    output:
+        png=figure("representativeness"),
+        pdf="results/{dataset}/figures/representativeness.pdf",
+    log:
+        "logs/{dataset}/figures/representativeness.log",
+    conda:
+        "../envs/d3hr.yaml"
+    params:
+        code=code_version("metric_tables"),
+    shell:
+        "python -m d3hr fig-representativeness --csv {input:q} --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
 
 
 rule label_robust_table:

@@ -50,8 +50,7 @@ rule train_ldm:
 
 rule train_teacher:
     input:
-        split_images("train"),
-        split_images("val"),
+        split_images("train", "val"),
     output:
         "results/{dataset}/models/teacher.pt",
     log:
@@ -73,21 +72,16 @@ rule train_teacher:
 
 rule model_quality:
     input:
-        split_images("val"),
-        pipeline=pipeline_dir,
-        teacher=teacher_path,
+        unpack(with_models("pipeline", "teacher", val=split_images("val"))),
     output:
         json="results/{dataset}/models/quality.json",
-        samples=report(
-            "results/{dataset}/models/dit_samples.png", caption="../report/dit_samples.rst", category="Models"
-        ),
+        samples=figure("dit_samples", folder="models", category="Models"),
     log:
         "logs/{dataset}/model_quality.log",
     benchmark:
         "benchmarks/{dataset}/model_quality.tsv"
     conda:
         "../envs/d3hr.yaml"
-    threads: 2
     resources:
         gpu=1,
     params:

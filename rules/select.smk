@@ -36,7 +36,7 @@ rule select:
 
 rule selection_summary:
     input:
-        lambda wc: expand("results/{{dataset}}/selected/ipc{{ipc}}/{cls}.h5", cls=CLASSES[wc.dataset]),
+        every_class("results/{dataset}/selected/ipc{ipc}/{cls}.h5"),
     output:
         "results/{dataset}/selected/ipc{ipc}/summary.csv",
     log:

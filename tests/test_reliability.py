@@ -178,35 +178,57 @@ def _d3hr(*args):
     return subprocess.run([str(BIN / "d3hr"), *map(str, args)], capture_output=True, text=True)
 
 
+def _cli(*args):
+    """`d3hr ARGS` run by the CLI's `main` in this process (a new process pays seconds of imports), as a
+    CompletedProcess: the exit status `d3hr` would return (2 for a D3HRError, argparse's for bad flags, 1 for any other
+    exception) and what it wrote to stderr."""
+    import contextlib
+    import io
+    import traceback
+
+    from d3hr.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else 1
+        except Exception:  # noqa: BLE001 - what the interpreter would print before exiting with 1
+            traceback.print_exc()
+            rc = 1
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+
+
 def test_cli_errors_name_the_file_and_write_nothing(tmp_path, tiny_pipeline):
     make_dataset(tmp_path / "d", classes=("cat",), n_train=3)
     cls = tmp_path / "d" / "train" / "cat"
     (cls / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     out = tmp_path / "out" / "cat.h5"
     p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 16, "--device", "cpu", *ENCODE,
-              "--out", out)
+              "--out", out)  # a process: the installed command's exit status
     assert p.returncode == 2 and "zz_broken.png: cannot read image" in p.stderr
     assert not out.exists() and not list(out.parent.glob("*.h5"))
-    p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 16, "--device", "cpu", *ENCODE,
-              "--out", out, "--on-bad-image", "skip")
+    p = _cli("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 16, "--device", "cpu", *ENCODE,
+             "--out", out, "--on-bad-image", "skip")
     assert p.returncode == 0 and "skipped" in p.stderr
     with h5py.File(out) as f:
         assert f["latents"].shape[0] == 3 and f.attrs["n_skipped"] == 1
     # a folder that is not a pipeline, a wrong resolution, NaN latents
-    p = _d3hr("encode", "--pipeline", tmp_path, "--class-dir", cls, "--resolution", 16, "--device", "cpu", *ENCODE,
-              "--out", tmp_path / "x.h5")
+    p = _cli("encode", "--pipeline", tmp_path, "--class-dir", cls, "--resolution", 16, "--device", "cpu", *ENCODE,
+             "--out", tmp_path / "x.h5")
     assert p.returncode == 2 and "not a diffusers pipeline directory" in p.stderr
-    p = _d3hr("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 32, "--device", "cpu", *ENCODE,
-              "--out", tmp_path / "y.h5", "--on-bad-image", "skip")
+    p = _cli("encode", "--pipeline", tiny_pipeline, "--class-dir", cls, "--resolution", 32, "--device", "cpu", *ENCODE,
+             "--out", tmp_path / "y.h5", "--on-bad-image", "skip")
     assert p.returncode != 0 and "resolution" in p.stderr and not (tmp_path / "y.h5").exists()
     with h5py.File(out, "r+") as f:
         f["latents"][1, 0, 0, 0] = np.nan
-    p = _d3hr("invert", "--pipeline", tiny_pipeline, "--latents", out, "--cls", "cat", "--label", 0, "--timesteps", 600,
-              "--out", tmp_path / "inv.h5", "--device", "cpu", *_flags(batch_size=4, num_steps=50, guidance=4.0))
+    p = _cli("invert", "--pipeline", tiny_pipeline, "--latents", out, "--cls", "cat", "--label", 0, "--timesteps", 600,
+             "--out", tmp_path / "inv.h5", "--device", "cpu", *_flags(batch_size=4, num_steps=50, guidance=4.0))
     assert p.returncode == 2 and "NaN/Inf" in p.stderr and "[1]" in p.stderr and not (tmp_path / "inv.h5").exists()
     # a label the model does not have
-    p = _d3hr("baseline-noise", "--pipeline", tiny_pipeline, "--cls", "cat", "--label", 7, "--ipc", 1,
-              *_flags(seed=0, num_steps=50, guidance=4.0), "--out", tmp_path / "n.h5")
+    p = _cli("baseline-noise", "--pipeline", tiny_pipeline, "--cls", "cat", "--label", 7, "--ipc", 1,
+             *_flags(seed=0, num_steps=50, guidance=4.0), "--out", tmp_path / "n.h5")
     assert p.returncode == 2 and "outside the model's 2 classes" in p.stderr
 
 
@@ -230,11 +252,11 @@ def test_teacher_with_wrong_class_count_is_rejected(tmp_path):
     dirs = [tmp_path / "d" / "train" / c for c in "abc"]
     vals = [tmp_path / "d" / "val" / c for c in "abc"]
     out = tmp_path / "e.json"
-    p = _d3hr("prepare-val", "--val-dirs", *vals, "--labels", 0, 1, 2, "--resolution", 16, "--channels", 3, "--crop", 1,
-              "--out", tmp_path / "val.h5")
+    p = _cli("prepare-val", "--val-dirs", *vals, "--labels", 0, 1, 2, "--resolution", 16, "--channels", 3, "--crop", 1,
+             "--out", tmp_path / "val.h5")
     assert p.returncode == 0, p.stderr
-    p = _d3hr("evaluate", "--class-dirs", *dirs, "--val", tmp_path / "val.h5", "--labels", 0, 1, 2, "--teacher", teacher,
-              "--student", "convnet_tiny", "--method", "random_real", "--ipc", 2, "--resolution", 16, *_eval_flags(),
+    p = _cli("evaluate", "--class-dirs", *dirs, "--val", tmp_path / "val.h5", "--labels", 0, 1, 2, "--teacher", teacher,
+             "--student", "convnet_tiny", "--method", "random_real", "--ipc", 2, "--resolution", 16, *_eval_flags(),
               "--out", out)
     assert p.returncode == 2 and "the teacher has 2 classes, but label 2 is used" in p.stderr and not out.exists()
     from d3hr import D3HRError

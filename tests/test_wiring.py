@@ -83,3 +83,19 @@ def test_the_jobs_that_load_no_model_import_no_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_rule_reads_in_at_most_20_lines():
+    """A rule is read in one screen: its header and directives fit in 20 non-blank lines (flags tables, input
+    functions and report helpers live above the rule or in rules/common.smk)."""
+    long = {}
+    for fname, rule, body in _rules():
+        header, *rest = body.splitlines()
+        lines = [header]
+        for line in rest:  # the rule ends at the first line that is not indented (a table or function above the next)
+            if line.strip() and not line.startswith(" "):
+                break
+            lines += [line] if line.strip() else []
+        if len(lines) > 20:
+            long[f"{fname}: {rule}"] = len(lines)
+    assert len(list(_rules())) > 30 and not long, f"rules over 20 lines: {long}"

@@ -137,7 +137,7 @@ def _rules(jobs):
 FIGURE_RULES = ["cost_table", "fig_accuracy", "fig_group_sampling", "fig_normality", "fig_samples", "fig_storage",
                 "fig_timestep", "teacher_table"]
 # per-class set scores and their tables; hard-label students and the label-robust table
-SCORE_RULES = ["set_scores", "representativeness", "evaluate_hard", "label_robust_table"]
+SCORE_RULES = ["set_scores", "representativeness", "fig_representativeness", "evaluate_hard", "label_robust_table"]
 
 
 @pytest.mark.slow
