@@ -78,7 +78,7 @@ def check_semantics(config: dict) -> dict:
     off = [t for t in (abl.get("timesteps") or []) if t not in inv["keep_timesteps"]]
     if off:
         raise D3HRError(f"figures.timestep_ablation.timesteps {off} are not in invert.keep_timesteps")
-    if fig.get("grid_ipc") is not None and fig["grid_ipc"] not in config["select"]["ipc"]:
+    if fig.get("enabled", True) and fig.get("grid_ipc") is not None and fig["grid_ipc"] not in config["select"]["ipc"]:
         raise D3HRError(f"figures.grid_ipc={fig['grid_ipc']} is not in select.ipc {config['select']['ipc']}")
     if config.get("evaluate"):
         from .archs import check_arch_name, student_lr  # no torch or timm while the Snakefile is parsed
