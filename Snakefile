@@ -32,6 +32,7 @@ localrules:
     teacher_table,
     ablation_table,
     representativeness,
+    fig_representativeness,
     label_robust_table,
 
 

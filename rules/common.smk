@@ -154,8 +154,9 @@ def class_h5(stage):
 
 
 def every_class(pattern, **values):
-    """Input function: `pattern` for every class of the job's dataset, its other wildcards from the job or `values`."""
-    return lambda wc: expand(pattern, **(dict(wc.items()) | {"cls": CLASSES[wc.dataset]} | values))
+    """Input function: `pattern` for every class of the job's dataset (varying fastest), its other wildcards from the
+    job or `values`."""
+    return lambda wc: expand(pattern, **(dict(wc.items()) | values | {"cls": CLASSES[wc.dataset]}))
 
 
 def with_models(*models, **inputs):

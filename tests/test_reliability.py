@@ -192,8 +192,8 @@ def _cli(*args):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             rc = main([str(a) for a in args])
-        except SystemExit as e:
-            rc = e.code if isinstance(e.code, int) else 1
+        except SystemExit as e:  # as the interpreter exits: None is 0, a message goes to stderr with status 1
+            rc = e.code if isinstance(e.code, int) else 0 if e.code is None else print(e.code, file=sys.stderr) or 1
         except Exception:  # noqa: BLE001 - what the interpreter would print before exiting with 1
             traceback.print_exc()
             rc = 1
