@@ -280,7 +280,7 @@ def qq_class(wc):
 
 def normality_inputs(wc):
     """fig_normality's inputs: every class's Gaussian; latents and inverted latents of the Q-Q plot's class."""
-    qq = {f"qq_{s}": f"results/{wc.dataset}/{s}/{qq_class(wc)}.h5" for s in ("latents", "inverted")}
+    qq = {f"qq_{s}": class_h5(s).format(dataset=wc.dataset, cls=qq_class(wc)) for s in ("latents", "inverted")}
     return {"gaussian": every_class(class_h5("gaussian"))(wc)} | qq
 
 

@@ -88,6 +88,14 @@ def test_selected_timestep_must_be_kept_and_students_must_exist():
     check(deit | {"evaluate": {**deit["evaluate"], "lr": 5e-4}})
 
 
+def test_grid_ipc_is_checked_only_when_figures_are_made():
+    """figures.grid_ipc names an IPC of the sample grids: with figures off, a run at other IPCs is valid."""
+    with pytest.raises(D3HRError, match=r"figures.grid_ipc=10 is not in select.ipc \[1\]"):
+        check(with_(("select", "ipc"), [1]) | {"ablation": {**DEFAULT["ablation"], "ipc": 1}})
+    off = with_(("select", "ipc"), [1]) | {"ablation": {**DEFAULT["ablation"], "ipc": 1}}
+    check(off | {"figures": {**DEFAULT["figures"], "enabled": False}})
+
+
 def test_student_names_are_checked_without_torch_from_a_cache_of_timm_names(tmp_path):
     from d3hr.archs import LOCAL_ARCHS, check_arch_name, timm_model_names
     from d3hr.nets import create_classifier

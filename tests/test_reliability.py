@@ -257,7 +257,7 @@ def test_teacher_with_wrong_class_count_is_rejected(tmp_path):
     assert p.returncode == 0, p.stderr
     p = _cli("evaluate", "--class-dirs", *dirs, "--val", tmp_path / "val.h5", "--labels", 0, 1, 2, "--teacher", teacher,
              "--student", "convnet_tiny", "--method", "random_real", "--ipc", 2, "--resolution", 16, *_eval_flags(),
-              "--out", out)
+             "--out", out)
     assert p.returncode == 2 and "the teacher has 2 classes, but label 2 is used" in p.stderr and not out.exists()
     from d3hr import D3HRError
     from d3hr.nets import load_classifier

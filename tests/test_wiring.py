@@ -88,8 +88,8 @@ def test_the_jobs_that_load_no_model_import_no_torch():
 def test_every_rule_reads_in_at_most_20_lines():
     """A rule is read in one screen: its header and directives fit in 20 non-blank lines (flags tables, input
     functions and report helpers live above the rule or in rules/common.smk)."""
-    long = {}
-    for fname, rule, body in _rules():
+    rules, long = list(_rules()), {}
+    for fname, rule, body in rules:
         header, *rest = body.splitlines()
         lines = [header]
         for line in rest:  # the rule ends at the first line that is not indented (a table or function above the next)
@@ -98,4 +98,33 @@ def test_every_rule_reads_in_at_most_20_lines():
             lines += [line] if line.strip() else []
         if len(lines) > 20:
             long[f"{fname}: {rule}"] = len(lines)
-    assert len(list(_rules())) > 30 and not long, f"rules over 20 lines: {long}"
+    assert len(rules) > 30 and not long, f"rules over 20 lines: {long}"
+
+
+def test_figure_rules_are_local():
+    """A figure takes seconds and reads many files: every fig_* rule is in the Snakefile's localrules, so that it runs
+    where Snakemake runs and never as a cluster job."""
+    m = re.search(r"^localrules:\n((?:    \w+,\n)+)", (REPO / "Snakefile").read_text(), re.M)
+    local = set(re.findall(r"(\w+),", m.group(1)))
+    figures = {rule for _, rule, _ in _rules() if rule.startswith("fig_")}
+    assert len(figures) > 6 and figures <= local, f"figure rules not in localrules: {sorted(figures - local)}"
+
+
+def test_kmeans_vae_jobs_import_no_torch(tmp_path):
+    """`d3hr baseline-kmeans --timestep -1` (kmeans_vae: centroids decoded by the VAE alone) needs no noise schedule,
+    so it loads no model and imports no torch."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from d3hr.h5io import write_h5
+
+    lat = tmp_path / "cat.h5"
+    write_h5(lat, {"latents": np.random.default_rng(0).normal(size=(6, 4, 2, 2)).astype(np.float32)}, {"cls": "cat"})
+    code = ("import sys; from d3hr.cli import main; rc = main(sys.argv[1:]); "
+            "print(rc, 'torch' in sys.modules)")
+    args = ["baseline-kmeans", "--latents", str(lat), "--ipc", "2", "--seed", "0", "--timestep", "-1", "--label", "-1",
+            "--num-steps", "50", "--guidance", "1", "--out", str(tmp_path / "k.h5")]
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split()[-2:] == ["0", "False"], out.stdout + out.stderr
