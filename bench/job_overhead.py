@@ -6,9 +6,11 @@ does any work is paid once per job (and again per cluster job). This bench build
 every rule (as `snakemake -n -p --forceall` prints it) 5 times and reports the median wall time. On inputs this small
 the work is negligible, so the wall time is the job's fixed cost: interpreter start, imports, model loading, I/O.
 
-The reference, measured in the same run, is a bare `python -c pass`; the table prints each job's cost, the ratio to
-that reference and to its target (<= 1 s for jobs that load no model, <= 3 s for jobs that do), and the three
-heaviest top-level imports of the job (`python -X importtime`).
+Each command is timed twice: as a process of its own (a job of a cluster run, or of a run with `job_server: false`) and
+through the job server of a local run (d3hr/jobserver.py: the command runs in a child forked from a process that has
+imported torch & co. once). The reference, measured in the same run, is a bare `python -c pass`; the table prints both
+costs, their ratio, the job server's cost against the target (<= 1 s for jobs that load no model, <= 3 s for jobs
+that do), and the three heaviest top-level imports of the job as a process of its own (`python -X importtime`).
 
     python bench/job_overhead.py             # all rules, 5 runs each
     python bench/job_overhead.py --runs 3 --rules select decode
@@ -30,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
 # rules whose job builds a network or loads a model checkpoint (target 3 s); every other rule: 1 s
 MODEL_RULES = {"train_ldm", "train_teacher", "model_quality", "encode", "invert", "decode", "dit_noise", "kmeans",
@@ -96,6 +99,8 @@ def main(argv=None):
 
     from conftest import build_tiny_workflow, snakemake
 
+    from d3hr.jobserver import ENV, start_server, stop_server
+
     tmp = Path(tempfile.mkdtemp(prefix="d3hr-job-overhead-"))
     try:
         wd, _ = build_tiny_workflow(tmp / "wf")
@@ -106,25 +111,34 @@ def main(argv=None):
             cmds = {r: c for r, c in cmds.items() if r in args.rules}
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                    PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+        env.pop(ENV, None)
         ref = statistics.median(time_command(f"{shlex.quote(sys.executable)} -c pass", wd, env)
                                 for _ in range(args.runs))
+        server = start_server(log_dir=str(tmp))  # the job server of a local run (d3hr/jobserver.py)
+        served = dict(env, **{ENV: os.environ[ENV]})
+        time_command(f"{shlex.quote(sys.executable)} -m d3hr --version", wd, served)  # waits for its imports
         rows = []
-        for rule, cmd in sorted(cmds.items()):
-            times = [time_command(cmd, wd, env) for _ in range(args.runs)]
-            med = statistics.median(times)
-            target = 3.0 if rule in MODEL_RULES else 1.0
-            rows.append((rule, "model" if rule in MODEL_RULES else "-", med, med / ref, target, med / target,
-                         heaviest_imports(cmd, wd, env)))
-            print(f"{rule}: {med:.2f} s", file=sys.stderr, flush=True)
-        print(f"\nfixed cost per job: median of {args.runs} runs of one job of each rule on the tiny workflow "
-              f"(reference: `python -c pass` = {ref:.3f} s)\n")
-        print("| rule | loads a model | fixed cost (s) | x reference | target (s) | cost / target | heaviest imports |")
-        print("|---|---|---:|---:|---:|---:|---|")
+        try:
+            for rule, cmd in sorted(cmds.items()):
+                alone = statistics.median(time_command(cmd, wd, env) for _ in range(args.runs))
+                med = statistics.median(time_command(cmd, wd, served) for _ in range(args.runs))
+                target = 3.0 if rule in MODEL_RULES else 1.0
+                rows.append((rule, "model" if rule in MODEL_RULES else "-", alone, med, alone / med, target,
+                             med / target, heaviest_imports(cmd, wd, env)))
+                print(f"{rule}: {alone:.2f} s alone, {med:.2f} s in the job server", file=sys.stderr, flush=True)
+        finally:
+            stop_server(server)
+        print(f"\nfixed cost per job: median of {args.runs} runs of one job of each rule on the tiny workflow, as a "
+              f"process of its own and in the job server (reference: `python -c pass` = {ref:.3f} s)\n")
+        print("| rule | loads a model | own process (s) | job server (s) | speed-up | target (s) | job server / target "
+              "| heaviest imports of its own process |")
+        print("|---|---|---:|---:|---:|---:|---:|---|")
         for r in rows:
-            flag = "" if r[5] <= 1 else " **over**"
-            print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.0f}x | {r[4]:.0f} | {r[5]:.2f}{flag} | {r[6]} |")
-        over = [r[0] for r in rows if r[5] > 1]
-        print(f"\n{len(rows) - len(over)} of {len(rows)} rules within target" + (f"; over: {', '.join(over)}" if over else ""))
+            flag = "" if r[6] <= 1 else " **over**"
+            print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.1f}x | {r[5]:.0f} | {r[6]:.2f}{flag} | {r[7]} |")
+        over = [r[0] for r in rows if r[6] > 1]
+        print(f"\n{len(rows) - len(over)} of {len(rows)} rules within target in the job server"
+              + (f"; over: {', '.join(over)}" if over else ""))
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)

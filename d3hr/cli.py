@@ -231,7 +231,7 @@ def cmd_evaluate(a):
             res = train_student(student, None if a.hard_label else teacher, x, y, a.val, steps=steps,
                                 batch_size=batch_size, lr=lr, weight_decay=a.weight_decay, seed=a.seed, mix=a.mix,
                                 temperature=a.temperature or None, hard_label=a.hard_label,
-                                epochs=None if a.steps else a.epochs, device=device)
+                                epochs=None if a.steps else a.epochs, device=device, schedule=a.schedule)
         finally:
             if not isinstance(x, np.ndarray) and hasattr(x, "file"):
                 x.file.close()
@@ -580,6 +580,8 @@ def build_parser():
     s.add_argument("--batch-size", type=int, required=True, help="0: the authors' batch size by IPC")
     s.add_argument("--lr", type=float, required=True, help="0: the authors' AdamW rate of the student")
     s.add_argument("--weight-decay", type=float, required=True)
+    s.add_argument("--schedule", choices=["authors", "cosine"], default="authors",
+                   help="learning-rate factor: authors 1 -> 0.5 (quarter cosine), cosine 1 -> 0")
     s.add_argument("--mix", choices=["cutmix", "mixup"], required=True)
     s.add_argument("--temperature", type=float, required=True, help="0: 20 with CutMix, 4 with MixUp")
     s.add_argument("--hard-label", action="store_true")

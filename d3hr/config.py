@@ -16,7 +16,7 @@ SCHEMA = Path(__file__).resolve().parent / "schema.yaml"
 # their rate per student and weight decay 0.01, CutMix at temperature 20, validation resized to 256 and centre-cropped
 # to 224. Their schedule, loss and the weight-decay exclusion apply to every protocol.
 PROTOCOLS = {
-    "authors": {"steps": 0, "full_steps": 0, "batch_size": 0, "lr": 0, "weight_decay": 0.01, "mix": "cutmix",
+    "authors": {"steps": 0, "full_steps": 0, "batch_size": 0, "lr": 0, "weight_decay": 0.01, "schedule": "authors", "mix": "cutmix",
                 "temperature": 0, "val_crop": 0.875},
 }
 

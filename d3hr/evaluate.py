@@ -39,9 +39,15 @@ from .valset import VAL_BATCH, labelled_files, val_batches
 MEMORY_FORMAT = torch.channels_last
 
 
-def lr_factor(progress: float) -> float:
-    """The authors' schedule: 0.5 (1 + cos(pi e / 2E)) at progress e / E, from 1 down to 0.5."""
-    return 0.5 * (1 + math.cos(math.pi * progress / 2))
+SCHEDULES = ("authors", "cosine")
+
+
+def lr_factor(progress: float, schedule: str = "authors") -> float:
+    """The learning-rate factor at progress e / E. "authors": 0.5 (1 + cos(pi e / 2E)), from 1 down to 0.5 (their
+    code); "cosine": 0.5 (1 + cos(pi e / E)), from 1 down to 0 (the common cosine decay)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}: one of {', '.join(SCHEDULES)}")
+    return 0.5 * (1 + math.cos(math.pi * progress / (2 if schedule == "authors" else 1)))
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float):
@@ -198,7 +204,8 @@ def student_step(student, teacher, x, y, opt, gen, rng, mix, temperature, device
 
 
 def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr, weight_decay, seed,
-                  mix="cutmix", temperature=None, hard_label=False, epochs=None, n_evals=5, device="cpu"):
+                  mix="cutmix", temperature=None, hard_label=False, epochs=None, n_evals=5, device="cpu",
+                  schedule="authors"):
     """Train `student` for `steps` steps over epochs of shuffled batches of the uint8 NHWC set `x_train`.
 
     With `epochs` (the authors' budget: steps = epochs x batches per epoch) the learning-rate factor changes once per
@@ -223,10 +230,10 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
     opt = optimizer(student, lr, weight_decay, fused=cuda)
     if epochs:
         eval_at = sorted({min(steps, per_epoch * (epochs - j)) - 1 for j in range(min(10, epochs))})
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor((i // per_epoch) / epochs))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor((i // per_epoch) / epochs, schedule))
     else:
         eval_at = sorted({steps - 1 - round(j * 0.1 * steps / max(1, n_evals - 1)) for j in range(n_evals)})
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i / steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i / steps, schedule))
     if hard_label:
         teacher = None
     elif teacher is not None:
@@ -252,4 +259,5 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
         "loss_first": float(np.mean(losses[: max(1, steps // 20)])), "loss_last": float(np.mean(losses[-max(1, steps // 20):])),
         "train_seconds": time.time() - t0, "temperature": T, "device": str(device),
         "autocast": "bf16" if cuda else "none", "train_set": batches.where, "lr_base": lr, "batches_per_epoch": per_epoch,
+        "schedule": schedule,
     }

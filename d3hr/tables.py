@@ -264,13 +264,28 @@ def stage_of(benchmark_file, root) -> str:
     return parts[0] if len(parts) > 1 else parts[0]
 
 
+def server_peak_rss_mb(benchmark_file, root) -> float | None:
+    """The peak RSS of a job that ran in the job server (d3hr/jobserver.py), from the last line of its log
+    (logs/<same path>.log): Snakemake's benchmark measured only the client process then. None otherwise."""
+    import re
+
+    rel = Path(benchmark_file).relative_to(Path(root).parent)
+    log = Path(root).parent.parent / "logs" / rel.with_suffix(".log")
+    if not log.is_file():
+        return None
+    m = re.search(r"\[d3hr\] ran in the job server .* peak RSS (\d+) MB\s*$", log.read_text(errors="replace"))
+    return float(m.group(1)) if m else None
+
+
 def cost_table(benchmark_files, root, n_classes: int) -> pd.DataFrame:
-    """Wall time and peak memory per stage, from Snakemake's benchmark files (one per job)."""
+    """Wall time and peak memory per stage, from Snakemake's benchmark files (one per job), the peak memory of a job
+    run in the job server from its log."""
     rows = []
     for f in benchmark_files:
         b = pd.read_csv(f, sep="\t")
+        rss = server_peak_rss_mb(f, root)
         rows.append({"stage": stage_of(f, root), "s": float(b["s"].iloc[0]),
-                     "max_rss_mb": pd.to_numeric(b["max_rss"], errors="coerce").iloc[0]})
+                     "max_rss_mb": pd.to_numeric(b["max_rss"], errors="coerce").iloc[0] if rss is None else rss})
     df = pd.DataFrame(rows)
     g = df.groupby("stage")
     out = pd.DataFrame({"jobs": g.s.count(), "total_s": g.s.sum(), "mean_s_per_job": g.s.mean(), "max_s": g.s.max(),

@@ -8,6 +8,7 @@ from pathlib import Path
 from d3hr import D3HRError, code_version
 from d3hr.config import apply_protocol, check_semantics, dataset_classes, dataset_root, grid_ipc, model_labels
 from d3hr.data import IMAGE_EXTENSIONS
+from d3hr.jobserver import start_server, stop_server
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -32,6 +33,22 @@ EVAL = config.get("evaluate") or {}
 # dependencies, this checkout provides the code. Jobs inherit PYTHONPATH from Snakemake.
 if workflow.basedir not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p))
+
+
+# One job server per local run (d3hr/jobserver.py): jobs fork from a process that imported torch & co. once.
+JOB_SERVER = []
+
+
+onstart:
+    JOB_SERVER.append(start_server(config.get("job_server", True) and workflow.local_exec))
+
+
+onsuccess:
+    stop_server(JOB_SERVER and JOB_SERVER[0])
+
+
+onerror:
+    stop_server(JOB_SERVER and JOB_SERVER[0])
 
 
 wildcard_constraints:

@@ -204,6 +204,10 @@ def test_authors_schedule_per_epoch_and_no_decay_on_biases_and_norms():
     # eq. (6.2): 0.5 (1 + cos(pi e / 2E)) runs from 1 to 0.5, at e = E/2: 0.5 (1 + cos(pi / 4))
     assert lr_factor(0) == 1.0 and lr_factor(1) == pytest.approx(0.5)
     assert lr_factor(0.5) == pytest.approx(0.5 * (1 + np.sqrt(0.5)))
+    assert lr_factor(0, "cosine") == 1.0 and lr_factor(0.5, "cosine") == pytest.approx(0.5)
+    assert lr_factor(1, "cosine") == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(0.5, "linear")
     model = create_classifier("convnet_tiny", 4, 3, resolution=16)
     groups = optimizer(model, 1e-3, 0.01).param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] == 0.01 for p in g["params"]}

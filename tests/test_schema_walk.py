@@ -38,6 +38,7 @@ CASES = {
                  "real_features"}),
     "device": ("auto", {"encode", "invert", "decode", "ablation_timestep", "ablation_variant", "real_features",
                         "set_scores"} | EVAL),
+    "job_server": (False, set()),  # how jobs start, not what they compute: no command changes, nothing reruns
     "datasets.<name>.classes": (["cat"], {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage",
                                          "teacher_table", "prepare_val", "selection_summary", "cost_table",
                                          "representativeness", "fig_timestep"} | EVAL,
@@ -79,6 +80,7 @@ CASES = {
     "evaluate.protocol": ("authors", {"prepare_val"} | EVAL),
     "evaluate.lr": (2e-3, EVAL),
     "evaluate.weight_decay": (0.02, EVAL),
+    "evaluate.schedule": ("cosine", EVAL),
     "evaluate.mix": ("mixup", EVAL),
     "evaluate.temperature": (10.0, EVAL),
     "evaluate.labels": (["soft"], {"collect_eval", "cost_table"}, {"evaluate_hard", "label_robust_table"}),

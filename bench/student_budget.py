@@ -1,0 +1,134 @@
+"""Benchmark: the students' training budget and learning-rate schedule, measured on held-out TRAINING images.
+
+The evaluation protocol's budget (optimiser steps per distilled set, steps for `full`, the learning-rate schedule)
+must not be chosen on the validation split that the tables report. This bench holds out the last `--holdout` images
+of every class of the training split (sorted file names), draws random real sets of IPC 1 / 10 / 50 per class from
+the rest (and uses the whole rest as `full`), trains the configured student with the teacher's soft labels exactly as
+`d3hr evaluate` does (`d3hr.evaluate.train_student`), and reports its top-1 on the held-out images at the last step.
+The teacher has seen the held-out images in its own training; the students never do.
+
+    python bench/student_budget.py --out bench/student_budget.jsonl --shard 0/2 &   # one process per core
+    python bench/student_budget.py --out bench/student_budget.jsonl --shard 1/2
+    python bench/student_budget.py --out bench/student_budget.jsonl --report        # the table
+
+Each finished run appends one JSON line to --out; a run already there is skipped, so an interrupted bench resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def grid(a):
+    """(schedule, ipc, steps, seed, lr) of every run: distilled sets at IPC 1 / 10 / 50, `full` with its own steps."""
+    runs = [(s, ipc, st, seed, lr) for seed in a.seeds for lr in a.lrs for s in a.schedules for ipc in a.ipcs
+            for st in a.steps]
+    runs += [(s, "all", st, seed, lr) for seed in a.full_seeds for lr in a.lrs for s in a.schedules
+             for st in a.full_steps]
+    return runs
+
+
+def load_split(root: Path, classes, holdout: int, resolution: int, channels: int):
+    """(pool images, pool labels, held-out images, held-out labels) as uint8 NHWC / int64."""
+    from d3hr.data import iter_image_batches, list_images
+
+    pool, held = ([], []), ([], [])
+    for lab, c in enumerate(classes):
+        files = sorted(list_images(root / c))
+        for part, fs in ((pool, files[:-holdout]), (held, files[-holdout:])):
+            for _, b in iter_image_batches(fs, resolution, channels, 256):
+                part[0].append(b)
+                part[1].append(np.full(len(b), lab, np.int64))
+    return [np.concatenate(v) for v in (*pool, *held)]
+
+
+def run_one(key, a, data, teacher):
+    from d3hr.archs import student_lr
+    from d3hr.evaluate import authors_batch_size, train_student
+    from d3hr.nets import create_classifier
+
+    schedule, ipc, steps, seed, lr = key
+    xp, yp, xh, yh = data
+    if ipc == "all":
+        x, y = xp, yp
+    else:  # IPC random images per class from the pool, drawn with the seed (as the random_real baseline)
+        rng = np.random.default_rng(seed)
+        idx = np.concatenate([rng.choice(np.flatnonzero(yp == c), ipc, replace=False) for c in np.unique(yp)])
+        x, y = xp[idx], yp[idx]
+    n_cls = len(np.unique(yp))
+    student = create_classifier(a.student, num_classes=n_cls, in_chans=x.shape[-1], small_input=True,
+                                resolution=x.shape[1], seed=seed)
+    t0 = time.time()
+    res = train_student(student, teacher, x, y, (xh, yh), steps=steps,
+                        batch_size=authors_batch_size(ipc, n_cls, len(x)), lr=lr or student_lr(a.student, 0),
+                        weight_decay=0.01, seed=seed, schedule=schedule)
+    return {"schedule": schedule, "ipc": ipc, "steps": steps, "seed": seed, "lr": lr, "top1": res["top1"],
+            "top1_best_last": res["top1_best_last"], "seconds": time.time() - t0}
+
+
+def report(path: Path):
+    import pandas as pd
+
+    df = pd.read_json(path, lines=True)
+    df["ipc"] = df["ipc"].astype(str)
+    df["lr"] = df["lr"].fillna(0) if "lr" in df else 0
+    g = df.groupby(["schedule", "lr", "ipc", "steps"])
+    t = g["top1"].agg(["mean", "std", "count"]).join(g["seconds"].mean())
+    t[["mean", "std"]] *= 100
+    print(t.round(2).to_string())
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, default=REPO / "data/animal_mnist/train")
+    p.add_argument("--teacher", type=Path, default=REPO / "results/animal_mnist/models/teacher.pt")
+    p.add_argument("--student", default="convnet_tiny")
+    p.add_argument("--holdout", type=int, default=100, help="held-out training images per class")
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--schedules", nargs="+", default=["authors", "cosine"])
+    p.add_argument("--steps", nargs="+", type=int, default=[150, 300, 600])
+    p.add_argument("--full-steps", nargs="+", type=int, default=[540, 1080])
+    p.add_argument("--lrs", nargs="+", type=float, default=[0.0], help="0: the authors' rate for the student")
+    p.add_argument("--ipcs", nargs="+", type=int, default=[1, 10, 50])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--full-seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--shard", default="0/1", help="i/n: this process runs every n-th run from the i-th")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--report", action="store_true")
+    a = p.parse_args(argv)
+    if a.report:
+        return report(a.out)
+    import torch
+
+    from d3hr.nets import load_classifier
+
+    torch.set_num_threads(1)
+    i, n = map(int, a.shard.split("/"))
+    done = set()
+    if a.out.exists():
+        for line in a.out.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["schedule"], r["ipc"], r["steps"], r["seed"], r.get("lr", 0.0)))
+    todo = [k for k in grid(a)[i::n] if k not in done]
+    classes = sorted(d.name for d in a.root.iterdir() if d.is_dir())
+    data = load_split(a.root, classes, a.holdout, a.resolution, a.channels)
+    teacher, _ = load_classifier(a.teacher)
+    for key in todo:
+        r = run_one(key, a, data, teacher)
+        print(json.dumps(r), flush=True)
+        with open(a.out, "a") as f:
+            f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""A job server: `python -m d3hr ...` commands run as children forked from one process that has already imported
+torch, diffusers, timm, numpy, pandas and matplotlib (docs/benchmarks.md, "Where a model job's seconds go").
+
+Most of a run's jobs are small per-class jobs, and each used to start a Python process that spent about 7 s of CPU
+(2 cores) on imports before a second or two of work. With the server, `python -m d3hr <stage> ...` (the client, in
+`d3hr/__main__.py`) connects to the server's Unix socket, hands over its command line, working directory,
+environment, `sys.path` and its stdin/stdout/stderr file descriptors, and waits. The server forks; the child drops
+every `d3hr` module it inherited (so an edited module is read afresh, as in a new process), takes the client's
+environment, thread counts and descriptors, and runs `d3hr.cli.main` exactly as the client would have. The client
+exits with the child's exit status and writes the child's CPU time and peak memory into the job's log.
+
+- Snakemake starts one server per run (`onstart` in rules/common.smk, local execution only; `job_server: false` in
+  the config turns it off) and stops it at the end; the server also exits when Snakemake's process is gone.
+- A client that cannot reach a server, or reaches one of another Python environment, runs the command itself.
+- A client that is killed (Snakemake cancelling a job) closes its socket; the server then kills the child's process
+  group (SIGTERM, SIGKILL after 10 s), so no orphan writes outputs.
+- The server initialises no CUDA: each child picks and initialises its own device after the fork.
+
+    python -m d3hr.jobserver serve SOCKET [--parent PID]     # what onstart runs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+ENV = "D3HR_JOB_SERVER"  # the socket's path, set for the jobs of a run that has a server
+_LEN = struct.Struct("!Q")
+# environment variables Snakemake sets per job for the thread pools that are loaded once in the server
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+# ---------------------------------------------------------------------------------------------------- the client
+
+
+def _recv_exact(sock, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("job server closed the connection")
+        buf += chunk
+    return buf
+
+
+def run_via_server(argv: list[str]) -> int | None:
+    """Run `python -m d3hr argv` in the job server named by $D3HR_JOB_SERVER; None when there is no usable server
+    (the caller then runs the command itself)."""
+    path = os.environ.get(ENV)
+    if not path:
+        return None
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError:
+        s.close()
+        return None
+    msg = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path,
+                      "prefix": sys.prefix, "version": list(sys.version_info[:2])}).encode()
+    with s:
+        try:
+            socket.send_fds(s, [_LEN.pack(len(msg))], [0, 1, 2])
+            s.sendall(msg)
+            reply = json.loads(_recv_exact(s, _LEN.unpack(_recv_exact(s, _LEN.size))[0]))
+        except (OSError, ConnectionError, ValueError):
+            print("[d3hr] the job server stopped during this job", file=sys.stderr)
+            return 1
+    if reply.get("refused"):
+        return None
+    print(f"[d3hr] ran in the job server (pid {reply['pid']}): {reply['cpu_s']:.1f} s CPU, "
+          f"peak RSS {reply['maxrss_mb']:.0f} MB", file=sys.stderr)
+    return int(reply["rc"])
+
+
+# ---------------------------------------------------------------------------------------------------- the server
+
+
+def start_server(enabled: bool = True, log_dir: str = ".snakemake"):
+    """Start a server for the jobs this process will start (Snakemake's `onstart`): they inherit its socket in
+    $D3HR_JOB_SERVER. None when not `enabled` (a cluster run, `job_server: false`) or when an enclosing run already
+    has one. The server exits with this process at the latest."""
+    import subprocess
+    import tempfile
+
+    if not enabled or os.environ.get(ENV):
+        return None
+    sock = os.path.join(tempfile.mkdtemp(prefix="d3hr-js-"), "socket")  # short: a socket path has at most 107 bytes
+    os.makedirs(log_dir, exist_ok=True)
+    with open(os.path.join(log_dir, "d3hr-jobserver.log"), "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "d3hr.jobserver", "serve", sock, "--parent", str(os.getpid())],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    end = time.time() + 30
+    while not os.path.exists(sock) and proc.poll() is None and time.time() < end:
+        time.sleep(0.01)  # bound within a fraction of a second, before its imports: the first jobs wait for those
+    if not os.path.exists(sock):
+        proc.kill()
+        print(f"[d3hr] the job server did not start (log: {log_dir}/d3hr-jobserver.log); jobs run on their own",
+              file=sys.stderr)
+        return None
+    os.environ[ENV] = sock
+    return proc
+
+
+def stop_server(proc):
+    """Stop a server of `start_server` (Snakemake's `onsuccess` / `onerror`)."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait()
+    sock = os.environ.pop(ENV, None)
+    if sock and os.path.isdir(os.path.dirname(sock)):
+        import shutil
+
+        shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
+
+
+def preload():
+    """Import what the stages import (not d3hr itself), without initialising CUDA or any thread pool."""
+    import h5py  # noqa: F401
+    import numpy  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import torch  # noqa: F401
+    import torch.nn.functional  # noqa: F401
+    import tqdm  # noqa: F401
+
+    import diffusers  # noqa: F401
+    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel  # noqa: F401
+    import timm  # noqa: F401
+    import timm.optim  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import pandas  # noqa: F401
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import seaborn  # noqa: F401
+
+
+def _set_blas_threads(n: int):
+    """Set the thread count of every OpenBLAS loaded in this process (numpy's, scipy's), as OPENBLAS_NUM_THREADS does
+    for a new process (threadpoolctl's approach, without the dependency)."""
+    import ctypes
+
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "openblas" in line.lower() and line.rstrip().endswith(".so")}
+    for lib in libs:
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for name in ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                     "scipy_openblas_set_num_threads"):
+            fn = getattr(handle, name, None)
+            if fn is not None:
+                fn(ctypes.c_int(n))
+                break
+
+
+def _child(req: dict, fds: list[int], inherited) -> int:
+    """In the forked child: become the client's process and run its command."""
+    for f in inherited:  # the server's sockets: the listening one and those of the other running jobs
+        f.close()
+    os.setpgid(0, 0)  # its own process group, so that a cancelled job is killed with everything it started
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):  # as in a new process
+        signal.signal(sig, signal.SIG_DFL)
+    for i, fd in enumerate(fds):
+        os.dup2(fd, i)
+        os.close(fd)
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", closefd=False, buffering=1)
+    sys.stderr = open(2, "w", closefd=False, buffering=1)
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    sys.path[:] = req["path"]
+    sys.argv = [sys.argv[0], *req["argv"]]
+    for name in [m for m in sys.modules if m == "d3hr" or m.startswith("d3hr.")]:
+        del sys.modules[name]  # a module edited since the server started is read afresh
+    threads = next((req["env"][v] for v in _THREAD_VARS if req["env"].get(v, "").isdigit()), None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+        _set_blas_threads(int(threads))
+    from d3hr.cli import main
+
+    try:
+        rc = main(req["argv"])
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return int(rc or 0)
+
+
+def _send(conn, obj):
+    data = json.dumps(obj).encode()
+    try:
+        conn.sendall(_LEN.pack(len(data)) + data)
+    except OSError:
+        pass
+
+
+def _kill_group(pid: int):
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        end = time.time() + wait
+        while time.time() < end:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+            time.sleep(0.05)
+
+
+def serve(path: str, parent: int | None = None):
+    """Accept clients on the Unix socket `path` until SIGTERM, or until the process `parent` is gone."""
+    import selectors
+
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if os.path.exists(path):
+        os.unlink(path)
+    srv.bind(path)
+    srv.listen(64)  # bound before the imports: clients that come early wait for them, not run them themselves
+    preload()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    wake_r, wake_w = socket.socketpair()  # a child's exit (SIGCHLD) wakes the loop at once
+    wake_w.setblocking(False)
+    signal.set_wakeup_fd(wake_w.fileno())
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sel = selectors.DefaultSelector()
+    sel.register(srv, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    children = {}  # pid -> (connection, start time)
+    while not stop:
+        if parent and not _alive(parent):
+            break
+        for key, _ in sel.select(timeout=1.0):
+            if key.fileobj is srv:
+                _accept(srv, sel, children, wake_w)
+            elif key.fileobj is wake_r:
+                wake_r.recv(4096)
+            else:  # a client's socket readable: it closed (was killed); kill its child
+                conn = key.fileobj
+                pid = next(p for p, (c, _) in children.items() if c is conn)
+                try:
+                    gone = not conn.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    gone = True
+                if gone:
+                    sel.unregister(conn)
+                    _kill_group(pid)
+                    children.pop(pid)
+                    conn.close()
+        while children:
+            pid, status, ru = os.wait4(-1, os.WNOHANG)
+            if not pid:
+                break
+            if pid in children:
+                conn, _ = children.pop(pid)
+                sel.unregister(conn)
+                _send(conn, {"rc": os.waitstatus_to_exitcode(status), "pid": pid, "cpu_s": ru.ru_utime + ru.ru_stime,
+                             "maxrss_mb": ru.ru_maxrss / 1024})
+                conn.close()
+    for pid in list(children):
+        _kill_group(pid)
+    srv.close()
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _accept(srv, sel, children, wake_w):
+    import selectors
+
+    conn, _ = srv.accept()
+    try:
+        head, fds, _, _ = socket.recv_fds(conn, _LEN.size, 3)
+        req = json.loads(_recv_exact(conn, _LEN.unpack(head + _recv_exact(conn, _LEN.size - len(head)))[0]))
+    except (OSError, ConnectionError, ValueError, struct.error):
+        conn.close()
+        return
+    if req.get("prefix") != sys.prefix or req.get("version") != list(sys.version_info[:2]) or len(fds) != 3:
+        _send(conn, {"refused": "another Python environment"})  # e.g. a job in its own conda environment
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        rc = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            rc = _child(req, fds, [srv, conn, wake_w, *(k.fileobj for k in sel.get_map().values())])
+        finally:
+            os._exit(rc)
+    for fd in fds:
+        os.close(fd)
+    children[pid] = (conn, time.time())
+    sel.register(conn, selectors.EVENT_READ)
+
+
+def main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m d3hr.jobserver", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="serve jobs on a Unix socket")
+    s.add_argument("socket")
+    s.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
+    a = p.parse_args(argv)
+    serve(a.socket, a.parent)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The job server (d3hr/jobserver.py): jobs of a local run fork from one process with torch & co. imported; the
+outputs, exit statuses, logs and cancellation behave as with a process per job."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, copy_run, snakemake
+
+from d3hr.jobserver import ENV, run_via_server, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A running server; yields the environment of a job that uses it."""
+    old = os.environ.pop(ENV, None)
+    proc = start_server(log_dir=str(tmp_path_factory.mktemp("js")))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    os.environ.pop(ENV)
+    if old:
+        os.environ[ENV] = old
+    yield env, proc
+    os.environ[ENV] = env[ENV]
+    stop_server(proc)
+    os.environ.pop(ENV, None)
+    if old:
+        os.environ[ENV] = old
+
+
+def d3hr(env, *args, cwd=None, **kw):
+    return subprocess.run([sys.executable, "-m", "d3hr", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+def test_commands_run_in_the_server_with_their_exit_status(server, tmp_path):
+    env, _ = server
+    p = d3hr(env, "--version")
+    assert p.returncode == 0 and p.stdout.startswith("d3hr ") and "ran in the job server" in p.stderr
+    # an error a user can act on: exit status 2 and the message, as without a server; the job ran in cwd
+    p = d3hr(env, "fit-gaussian", "--inverted", "missing.h5", "--latents", "missing.h5", "--out", "g.h5", cwd=tmp_path)
+    assert p.returncode == 2 and "missing.h5" in p.stderr and "ran in the job server" in p.stderr
+    assert not (tmp_path / "g.h5").exists()
+    p = d3hr(env, "no-such-stage")  # argparse's exit inside the child
+    assert p.returncode == 2 and "invalid choice" in p.stderr
+
+
+def test_without_a_usable_server_the_client_runs_the_command_itself(server, monkeypatch):
+    env, _ = server
+    monkeypatch.delenv(ENV, raising=False)
+    assert run_via_server(["--version"]) is None
+    monkeypatch.setenv(ENV, "/nonexistent/socket")
+    assert run_via_server(["--version"]) is None
+    # a server of another Python environment (a job in its own conda environment) refuses
+    monkeypatch.setenv(ENV, env[ENV])
+    monkeypatch.setattr(sys, "prefix", "/another/environment")
+    assert run_via_server(["--version"]) is None
+    p = subprocess.run([sys.executable, "-m", "d3hr", "--version"], env=dict(env, **{ENV: "/nonexistent/socket"}),
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "job server" not in p.stderr
+
+
+def test_a_killed_client_takes_its_job_with_it(server, tmp_path):
+    """Snakemake cancelling a job kills the client; the server then kills the job's child."""
+    env, proc = server
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)  # the job blocks opening it, until killed
+    client = subprocess.Popen([sys.executable, "-m", "d3hr", "fit-gaussian", "--inverted", str(fifo), "--latents",
+                               str(fifo), "--out", str(tmp_path / "g.h5")], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+
+    def children():
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+        return [int(x) for x in out.split()]
+
+    for _ in range(200):
+        if children():
+            break
+        time.sleep(0.05)
+    job = children()
+    assert len(job) == 1
+    client.kill()
+    client.wait()
+    for _ in range(200):
+        if not Path(f"/proc/{job[0]}").exists():
+            break
+        time.sleep(0.05)
+    assert not Path(f"/proc/{job[0]}").exists() and proc.poll() is None  # the job is gone, the server serves on
+    assert d3hr(env, "--version").returncode == 0
+
+
+def test_the_server_exits_with_its_parent(tmp_path):
+    sock = tmp_path / "s"
+    parent = subprocess.Popen(["sleep", "30"])
+    srv = subprocess.Popen([sys.executable, "-m", "d3hr.jobserver", "serve", str(sock), "--parent", str(parent.pid)],
+                           env=dict(os.environ, PYTHONPATH=str(REPO)))
+    parent.kill()
+    parent.wait()
+    assert srv.wait(timeout=60) == 0 and not sock.exists()
+
+
+def _without_times(path):
+    r = json.loads(Path(path).read_text())
+    return {k: v for k, v in r.items() if k != "train_seconds"}
+
+
+def test_jobs_of_a_run_use_the_server_and_give_the_same_outputs(tiny_run, tmp_path):
+    """The tiny run's jobs ran in the server; rerunning its decode jobs each as a process of their own
+    (`job_server: false`) writes the same bytes; the cost table takes a served job's memory from its log."""
+    wd = copy_run(tiny_run[0], tmp_path / "wf")
+    logs = [p for p in (wd / "logs").rglob("*.log") if "[d3hr]" in p.read_text()]
+    assert logs and all("ran in the job server" in p.read_text() for p in logs)
+    assert "Traceback" not in (wd / ".snakemake/d3hr-jobserver.log").read_text()
+    images = sorted((wd / "results/tiny/images/d3hr/ipc1/cat").glob("*.png"))
+    result = wd / "results/tiny/eval/d3hr/ipc1/convnet_tiny-seed0.json"
+    before = {p: p.read_bytes() for p in images}, _without_times(result)
+    snakemake(wd, "--cores", "2", "-f", "results/tiny/images/d3hr/ipc1/cat", str(result.relative_to(wd)),
+              "--config", "job_server=False")
+    for log in (wd / "logs/tiny/decode/d3hr/ipc1/cat.log", wd / "logs/tiny/eval/d3hr/ipc1/convnet_tiny-seed0.log"):
+        assert "done in" in log.read_text() and "job server" not in log.read_text()
+    assert ({p: p.read_bytes() for p in images}, _without_times(result)) == before
+    costs = (wd / "results/tiny/tables/costs.md").read_text()
+    rss = [float(r.split("|")[6].replace(",", "")) for r in costs.splitlines() if r.startswith("| evaluate")]
+    assert rss and min(rss) > 100  # the child's peak RSS (torch loaded), not the client's few MB
