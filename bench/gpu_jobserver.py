@@ -45,7 +45,7 @@ def main():
     data = make_dataset(wd / "data", classes, n_train=40, n_val=20)
     pipe = make_pipeline(wd / "pipe", classes)
     teacher = make_teacher(wd / "teacher.pt", classes)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     env.pop(ENV, None)
     common = ["--resolution", "16", "--channels", "3"]
     run(["prepare-val", "--val-dirs", *(str(data / "val" / c) for c in classes), "--labels", "0", "1", *common,
