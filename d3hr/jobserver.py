@@ -121,25 +121,57 @@ def stop_server(proc):
 
 
 def preload():
-    """Import what the stages import (not d3hr itself), without initialising CUDA or any thread pool."""
-    import h5py  # noqa: F401
-    import numpy  # noqa: F401
-    import PIL.Image  # noqa: F401
-    import torch  # noqa: F401
-    import torch.nn.functional  # noqa: F401
-    import tqdm  # noqa: F401
+    """Import what the stages import (not d3hr itself), without initialising CUDA or any thread pool.
 
-    import diffusers  # noqa: F401
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel  # noqa: F401
-    import timm  # noqa: F401
-    import timm.optim  # noqa: F401
-    import scipy.stats  # noqa: F401
-    import pandas  # noqa: F401
-    import matplotlib
+    One import asks whether CUDA is there (diffusers' `torch_utils` caches its device type), and torch's CUDA query
+    poisons every later fork: a child could not use the GPU. While importing, the query answers 0 devices; each
+    child clears diffusers' cache (`_fresh_device_caches`) and asks afresh."""
+    import torch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
-    import seaborn  # noqa: F401
+    query = getattr(torch._C, "_cuda_getDeviceCount", None)
+    if query is not None:
+        torch._C._cuda_getDeviceCount = lambda: 0
+    try:
+        import h5py  # noqa: F401
+        import numpy  # noqa: F401
+        import PIL.Image  # noqa: F401
+        import torch.nn.functional  # noqa: F401
+        import tqdm  # noqa: F401
+
+        import diffusers  # noqa: F401
+        from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel  # noqa: F401
+        import timm  # noqa: F401
+        import timm.optim  # noqa: F401
+        import scipy.stats  # noqa: F401
+        import pandas  # noqa: F401
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+        import seaborn  # noqa: F401
+    finally:
+        if query is not None:
+            torch._C._cuda_getDeviceCount = query
+
+
+def _fresh_device_caches():
+    """In a child: forget the device type that diffusers cached while the server imported it."""
+    tu = sys.modules.get("diffusers.utils.torch_utils")
+    detect = getattr(getattr(tu, "TorchDeviceBackend", None), "_detect_device_type", None)
+    if detect is not None and hasattr(detect, "cache_clear"):
+        detect.cache_clear()
+        if hasattr(tu, "torch_device"):
+            tu.torch_device = tu.get_device()
+
+
+def _forks_can_use_cuda() -> bool:
+    """Whether a child forked now could initialise CUDA (torch marks a fork after a CUDA query as bad)."""
+    import torch
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(1 if torch.cuda._is_in_bad_fork() else 0)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def _set_blas_threads(n: int):
@@ -182,6 +214,7 @@ def _child(req: dict, fds: list[int], inherited) -> int:
     sys.argv = [sys.argv[0], *req["argv"]]
     for name in [m for m in sys.modules if m == "d3hr" or m.startswith("d3hr.")]:
         del sys.modules[name]  # a module edited since the server started is read afresh
+    _fresh_device_caches()
     threads = next((req["env"][v] for v in _THREAD_VARS if req["env"].get(v, "").isdigit()), None)
     if threads:
         import torch
@@ -237,6 +270,10 @@ def serve(path: str, parent: int | None = None):
     srv.bind(path)
     srv.listen(64)  # bound before the imports: clients that come early wait for them, not run them themselves
     preload()
+    usable = _forks_can_use_cuda()
+    if not usable:
+        print("[d3hr] job server: CUDA was queried while importing, so a forked job could not use it; every job runs "
+              "on its own", flush=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     wake_r, wake_w = socket.socketpair()  # a child's exit (SIGCHLD) wakes the loop at once
@@ -252,7 +289,7 @@ def serve(path: str, parent: int | None = None):
             break
         for key, _ in sel.select(timeout=1.0):
             if key.fileobj is srv:
-                _accept(srv, sel, children, wake_w)
+                _accept(srv, sel, children, wake_w, usable)
             elif key.fileobj is wake_r:
                 wake_r.recv(4096)
             else:  # a client's socket readable: it closed (was killed); kill its child
@@ -294,7 +331,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _accept(srv, sel, children, wake_w):
+def _accept(srv, sel, children, wake_w, usable=True):
     import selectors
 
     conn, _ = srv.accept()
@@ -304,8 +341,9 @@ def _accept(srv, sel, children, wake_w):
     except (OSError, ConnectionError, ValueError, struct.error):
         conn.close()
         return
-    if req.get("prefix") != sys.prefix or req.get("version") != list(sys.version_info[:2]) or len(fds) != 3:
-        _send(conn, {"refused": "another Python environment"})  # e.g. a job in its own conda environment
+    if not usable or req.get("prefix") != sys.prefix or req.get("version") != list(sys.version_info[:2]) \
+            or len(fds) != 3:
+        _send(conn, {"refused": "another Python environment" if usable else "CUDA unusable in a fork"})  # e.g. a job in its own conda environment
         for fd in fds:
             os.close(fd)
         conn.close()

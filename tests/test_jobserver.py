@@ -16,12 +16,16 @@ from conftest import REPO, copy_run, snakemake
 from d3hr.jobserver import ENV, run_via_server, start_server, stop_server
 
 
+def _pythonpath():
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A running server; yields the environment of a job that uses it."""
     old = os.environ.pop(ENV, None)
     proc = start_server(log_dir=str(tmp_path_factory.mktemp("js")))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=_pythonpath())
     os.environ.pop(ENV)
     if old:
         os.environ[ENV] = old
@@ -98,7 +102,7 @@ def test_the_server_exits_with_its_parent(tmp_path):
     sock = tmp_path / "s"
     parent = subprocess.Popen(["sleep", "30"])
     srv = subprocess.Popen([sys.executable, "-m", "d3hr.jobserver", "serve", str(sock), "--parent", str(parent.pid)],
-                           env=dict(os.environ, PYTHONPATH=str(REPO)))
+                           env=dict(os.environ, PYTHONPATH=_pythonpath()))
     parent.kill()
     parent.wait()
     assert srv.wait(timeout=60) == 0 and not sock.exists()
@@ -127,3 +131,13 @@ def test_jobs_of_a_run_use_the_server_and_give_the_same_outputs(tiny_run, tmp_pa
     costs = (wd / "results/tiny/tables/costs.md").read_text()
     rss = [float(r.split("|")[6].replace(",", "")) for r in costs.splitlines() if r.startswith("| evaluate")]
     assert rss and min(rss) > 100  # the child's peak RSS (torch loaded), not the client's few MB
+
+
+def test_the_server_imports_leave_cuda_usable_in_its_forks():
+    """torch marks a fork as unable to use CUDA once the parent has queried the devices (diffusers does so on import,
+    also on a machine without a GPU); the server's imports must not, and the check that finds it must work."""
+    code = ("from d3hr.jobserver import preload, _forks_can_use_cuda; preload(); ok = _forks_can_use_cuda(); "
+            "import torch; torch.cuda.is_available(); print(ok, _forks_can_use_cuda())")
+    p = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=_pythonpath()),
+                       capture_output=True, text=True)
+    assert p.stdout.split() == ["True", "False"], p.stderr[-2000:]
