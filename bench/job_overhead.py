@@ -93,6 +93,8 @@ def heaviest_imports(cmd: str, wd: Path, env: dict, n: int = 3) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--alone-runs", type=int, default=None, help="runs as a process of its own (default: --runs)")
+    ap.add_argument("--no-imports", action="store_true", help="skip the -X importtime run of each command")
     ap.add_argument("--rules", nargs="*", help="only these rules")
     ap.add_argument("--keep", action="store_true", help="keep the temporary workflow folder")
     args = ap.parse_args(argv)
@@ -115,21 +117,24 @@ def main(argv=None):
         ref = statistics.median(time_command(f"{shlex.quote(sys.executable)} -c pass", wd, env)
                                 for _ in range(args.runs))
         server = start_server(log_dir=str(tmp))  # the job server of a local run (d3hr/jobserver.py)
+        if server is None:
+            raise SystemExit(f"the job server did not start: {tmp}/d3hr-jobserver.log")
         served = dict(env, **{ENV: os.environ[ENV]})
         time_command(f"{shlex.quote(sys.executable)} -m d3hr --version", wd, served)  # waits for its imports
         rows = []
         try:
             for rule, cmd in sorted(cmds.items()):
-                alone = statistics.median(time_command(cmd, wd, env) for _ in range(args.runs))
+                alone = statistics.median(time_command(cmd, wd, env) for _ in range(args.alone_runs or args.runs))
                 med = statistics.median(time_command(cmd, wd, served) for _ in range(args.runs))
                 target = 3.0 if rule in MODEL_RULES else 1.0
                 rows.append((rule, "model" if rule in MODEL_RULES else "-", alone, med, alone / med, target,
-                             med / target, heaviest_imports(cmd, wd, env)))
+                             med / target, "" if args.no_imports else heaviest_imports(cmd, wd, env)))
                 print(f"{rule}: {alone:.2f} s alone, {med:.2f} s in the job server", file=sys.stderr, flush=True)
         finally:
             stop_server(server)
-        print(f"\nfixed cost per job: median of {args.runs} runs of one job of each rule on the tiny workflow, as a "
-              f"process of its own and in the job server (reference: `python -c pass` = {ref:.3f} s)\n")
+        print(f"\nfixed cost per job: median of {args.alone_runs or args.runs} / {args.runs} runs of one job of each "
+              f"rule on the tiny workflow, as a process of its own / in the job server (reference: `python -c pass` = "
+              f"{ref:.3f} s)\n")
         print("| rule | loads a model | own process (s) | job server (s) | speed-up | target (s) | job server / target "
               "| heaviest imports of its own process |")
         print("|---|---|---:|---:|---:|---:|---:|---|")

@@ -85,6 +85,10 @@ def report(path: Path):
     t = g["top1"].agg(["mean", "std", "count"]).join(g["seconds"].mean())
     t[["mean", "std"]] *= 100
     print(t.round(2).to_string())
+    print("\n| schedule | lr | IPC | steps | top-1 % (mean ± std) | seeds | s per run |\n|---|---|---|---:|---|---:|---:|")
+    for (sch, lr, ipc, steps), r in t.iterrows():
+        std = "" if r["count"] < 2 else f" ± {r['std']:.1f}"
+        print(f"| {sch} | {lr or 1e-3:g} | {ipc} | {steps} | {r['mean']:.1f}{std} | {int(r['count'])} | {r['seconds']:.0f} |")
 
 
 def main(argv=None):

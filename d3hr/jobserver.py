@@ -14,7 +14,9 @@ exits with the child's exit status and writes the child's CPU time and peak memo
 - A client that cannot reach a server, or reaches one of another Python environment, runs the command itself.
 - A client that is killed (Snakemake cancelling a job) closes its socket; the server then kills the child's process
   group (SIGTERM, SIGKILL after 10 s), so no orphan writes outputs.
-- The server initialises no CUDA: each child picks and initialises its own device after the fork.
+- The server initialises no CUDA (its imports' device query is held off: torch would mark every later fork as
+  unable to use CUDA): each child picks and initialises its own device after the fork.
+- A child dies with the server (Linux parent-death signal); the server reaps every child.
 
     python -m d3hr.jobserver serve SOCKET [--parent PID]     # what onstart runs
 """
@@ -61,12 +63,17 @@ def run_via_server(argv: list[str]) -> int | None:
         s.close()
         return None
     msg = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path,
-                      "prefix": sys.prefix, "version": list(sys.version_info[:2])}).encode()
+                      "python": _interpreter(), "umask": _umask()}).encode()
     with s:
         try:
             socket.send_fds(s, [_LEN.pack(len(msg))], [0, 1, 2])
             s.sendall(msg)
-            reply = json.loads(_recv_exact(s, _LEN.unpack(_recv_exact(s, _LEN.size))[0]))
+            first = _recv_exact(s, _LEN.size)
+        except (OSError, ConnectionError):  # the server stopped before the job ended (the job died with it)
+            print("[d3hr] the job server stopped; running the job here", file=sys.stderr)
+            return None
+        try:
+            reply = json.loads(_recv_exact(s, _LEN.unpack(first)[0]))
         except (OSError, ConnectionError, ValueError):
             print("[d3hr] the job server stopped during this job", file=sys.stderr)
             return 1
@@ -74,7 +81,27 @@ def run_via_server(argv: list[str]) -> int | None:
         return None
     print(f"[d3hr] ran in the job server (pid {reply['pid']}): {reply['cpu_s']:.1f} s CPU, "
           f"peak RSS {reply['maxrss_mb']:.0f} MB", file=sys.stderr)
-    return int(reply["rc"])
+    rc = int(reply["rc"])
+    if rc < 0:  # the job died of signal -rc: so does this process, as its exit status shows
+        sys.stderr.flush()
+        try:
+            signal.signal(-rc, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL, SIGSTOP: no handler to reset
+            pass
+        os.kill(os.getpid(), -rc)
+    return rc
+
+
+def _interpreter() -> list:
+    """What identifies this Python environment: the interpreter file (device, inode), prefix and version."""
+    st = os.stat(os.path.realpath(sys.executable))
+    return [st.st_dev, st.st_ino, sys.prefix, *sys.version_info[:2]]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------------------------------------------- the server
@@ -108,11 +135,17 @@ def start_server(enabled: bool = True, log_dir: str = ".snakemake"):
 
 def stop_server(proc):
     """Stop a server of `start_server` (Snakemake's `onsuccess` / `onerror`)."""
+    import subprocess
+
     if proc is None:
         return
     if proc.poll() is None:
         proc.terminate()
-        proc.wait()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     sock = os.environ.pop(ENV, None)
     if sock and os.path.isdir(os.path.dirname(sock)):
         import shutil
@@ -194,22 +227,22 @@ def _set_blas_threads(n: int):
                 break
 
 
-def _child(req: dict, fds: list[int], inherited) -> int:
-    """In the forked child: become the client's process and run its command."""
-    for f in inherited:  # the server's sockets: the listening one and those of the other running jobs
-        f.close()
-    os.setpgid(0, 0)  # its own process group, so that a cancelled job is killed with everything it started
+def _child(req: dict) -> int:
+    """In the forked child (its stdio already the client's): become the client's process and run its command."""
+    _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):  # as in a new process
-        signal.signal(sig, signal.SIG_DFL)
-    for i, fd in enumerate(fds):
-        os.dup2(fd, i)
-        os.close(fd)
-    sys.stdin = open(0, closefd=False)
-    sys.stdout = open(1, "w", closefd=False, buffering=1)
-    sys.stderr = open(2, "w", closefd=False, buffering=1)
+        signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
+    import atexit
+    import tempfile
+    import weakref
+
+    atexit._clear()  # the server's exit handlers are not this job's
+    weakref.finalize._registered_with_atexit = False
     os.chdir(req["cwd"])
+    os.umask(req.get("umask", 0o022))
     os.environ.clear()
     os.environ.update(req["env"])
+    tempfile.tempdir = None  # from the job's TMPDIR
     sys.path[:] = req["path"]
     sys.argv = [sys.argv[0], *req["argv"]]
     for name in [m for m in sys.modules if m == "d3hr" or m.startswith("d3hr.")]:
@@ -229,14 +262,61 @@ def _child(req: dict, fds: list[int], inherited) -> int:
         rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, (int, type(None))):
             print(e.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        rc = 130
     except BaseException:
         import traceback
 
         traceback.print_exc()
         rc = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
+    atexit._run_exitfuncs()  # as at the end of a process of its own (the caller leaves with os._exit)
     return int(rc or 0)
+
+
+def _die_with_parent():
+    """Linux: this process gets SIGKILL when the server dies (a job must not outlive the server that answers for
+    it to Snakemake); exits at once if the server is already gone."""
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _run_child(req, fds, inherited) -> int:
+    """The forked child's whole life; every failure is printed into the job's log."""
+    rc = 1
+    try:
+        for f in inherited:  # the server's sockets: the listening one and those of the other running jobs
+            f.close()
+        for i, fd in enumerate(fds):
+            os.dup2(fd, i)
+            os.close(fd)
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = open(1, "w", closefd=False, buffering=1)
+        sys.stderr = open(2, "w", closefd=False, buffering=1)
+        rc = _child(req)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except Exception:
+                pass
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).fflush(None)  # C-level output (os._exit skips it)
+        except (OSError, AttributeError):
+            pass
+    return rc
 
 
 def _send(conn, obj):
@@ -248,14 +328,21 @@ def _send(conn, obj):
 
 
 def _kill_group(pid: int):
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0)):
+    """SIGTERM to the job's process group (the job and what it started), SIGKILL after 10 s; reaps the job."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
-            return
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
         end = time.time() + wait
         while time.time() < end:
-            if os.waitpid(pid, os.WNOHANG)[0]:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
                 return
             time.sleep(0.05)
 
@@ -269,11 +356,18 @@ def serve(path: str, parent: int | None = None):
         os.unlink(path)
     srv.bind(path)
     srv.listen(64)  # bound before the imports: clients that come early wait for them, not run them themselves
-    preload()
-    usable = _forks_can_use_cuda()
-    if not usable:
-        print("[d3hr] job server: CUDA was queried while importing, so a forked job could not use it; every job runs "
-              "on its own", flush=True)
+    refuse = None  # why every job runs on its own, if it must
+    try:
+        preload()
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        refuse = "the server's imports failed"
+    if refuse is None and not _forks_can_use_cuda():
+        refuse = "CUDA was queried while importing, so a forked job could not use it"
+    if refuse:
+        print(f"[d3hr] job server: {refuse}; every job runs on its own", flush=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     wake_r, wake_w = socket.socketpair()  # a child's exit (SIGCHLD) wakes the loop at once
@@ -289,7 +383,7 @@ def serve(path: str, parent: int | None = None):
             break
         for key, _ in sel.select(timeout=1.0):
             if key.fileobj is srv:
-                _accept(srv, sel, children, wake_w, usable)
+                _accept(srv, sel, children, wake_w, refuse)
             elif key.fileobj is wake_r:
                 wake_r.recv(4096)
             else:  # a client's socket readable: it closed (was killed); kill its child
@@ -304,8 +398,11 @@ def serve(path: str, parent: int | None = None):
                     _kill_group(pid)
                     children.pop(pid)
                     conn.close()
-        while children:
-            pid, status, ru = os.wait4(-1, os.WNOHANG)
+        while True:  # reap every child that ended (a killed job's too)
+            try:
+                pid, status, ru = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
             if not pid:
                 break
             if pid in children:
@@ -331,19 +428,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _accept(srv, sel, children, wake_w, usable=True):
+def _accept(srv, sel, children, wake_w, refuse=None):
+    """Take one client's job: read its request and descriptors, fork the child that runs it."""
     import selectors
 
     conn, _ = srv.accept()
+    conn.settimeout(10)  # a client that connects and stalls does not hold up the others for long
+    fds = []
     try:
         head, fds, _, _ = socket.recv_fds(conn, _LEN.size, 3)
         req = json.loads(_recv_exact(conn, _LEN.unpack(head + _recv_exact(conn, _LEN.size - len(head)))[0]))
     except (OSError, ConnectionError, ValueError, struct.error):
+        for fd in fds:
+            os.close(fd)
         conn.close()
         return
-    if not usable or req.get("prefix") != sys.prefix or req.get("version") != list(sys.version_info[:2]) \
-            or len(fds) != 3:
-        _send(conn, {"refused": "another Python environment" if usable else "CUDA unusable in a fork"})  # e.g. a job in its own conda environment
+    conn.settimeout(None)
+    if refuse is None and req.get("python") != _interpreter():
+        refuse = "another Python environment"  # e.g. a job in its own conda environment or container
+    if refuse is None and len(fds) != 3:
+        refuse = "no standard streams"
+    if refuse:
+        _send(conn, {"refused": refuse})
         for fd in fds:
             os.close(fd)
         conn.close()
@@ -353,9 +459,14 @@ def _accept(srv, sel, children, wake_w, usable=True):
         rc = 1
         try:
             signal.set_wakeup_fd(-1)
-            rc = _child(req, fds, [srv, conn, wake_w, *(k.fileobj for k in sel.get_map().values())])
+            os.setpgid(0, 0)  # its own process group: a cancelled job is killed with everything it started
+            rc = _run_child(req, fds, [srv, conn, wake_w, *(k.fileobj for k in sel.get_map().values())])
         finally:
             os._exit(rc)
+    try:
+        os.setpgid(pid, pid)  # also here, so that no kill can come before the child's own call
+    except OSError:
+        pass
     for fd in fds:
         os.close(fd)
     children[pid] = (conn, time.time())

@@ -306,7 +306,8 @@ def write_cost_table(benchmark_files, root, n_classes, csv, md):
         lines.append(f"| {r.stage} | {r.jobs} | {r.total_s:,.0f} | {r.mean_s_per_job:,.1f} | {r.max_s:,.1f} | "
                      f"{r.peak_rss_mb:,.0f} | {r.s_per_class:,.1f} |")
     lines += ["", f"Summed job wall times from the rules' benchmark files ({n_classes} classes); the wall time of a "
-              "run is shorter when jobs run in parallel."]
+              "run is shorter when jobs run in parallel. Peak RSS of a job run in the job server (its log's last "
+              "line): it counts the libraries the server imported once and all jobs share (about 0.5 GB)."]
     with atomic_output(md) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return t

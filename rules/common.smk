@@ -44,11 +44,11 @@ onstart:
 
 
 onsuccess:
-    stop_server(JOB_SERVER and JOB_SERVER[0])
+    stop_server(JOB_SERVER[0] if JOB_SERVER else None)
 
 
 onerror:
-    stop_server(JOB_SERVER and JOB_SERVER[0])
+    stop_server(JOB_SERVER[0] if JOB_SERVER else None)
 
 
 wildcard_constraints:

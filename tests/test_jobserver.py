@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_run, snakemake
+from conftest import REPO, copy_run, make_dataset, make_teacher, snakemake
 
 from d3hr.jobserver import ENV, run_via_server, start_server, stop_server
 
@@ -69,33 +70,49 @@ def test_without_a_usable_server_the_client_runs_the_command_itself(server, monk
     assert p.returncode == 0 and "job server" not in p.stderr
 
 
+def _blocking_job(env, tmp_path):
+    """An evaluation of a million steps on a tiny set: runs until killed."""
+    data, teacher = make_dataset(tmp_path / "data", n_train=4, n_val=2), make_teacher(tmp_path / "t.pt", ["cat", "dog"])
+    common = ["--labels", "0", "1", "--resolution", "16", "--channels", "3"]
+    assert d3hr(env, "prepare-val", "--val-dirs", str(data / "val/cat"), str(data / "val/dog"), *common, "--crop",
+                "1.0", "--out", str(tmp_path / "val.h5")).returncode == 0
+    return ["evaluate", "--class-dirs", str(data / "train/cat"), str(data / "train/dog"), "--val",
+            str(tmp_path / "val.h5"), *common, "--teacher", str(teacher), "--student", "convnet_tiny", "--method", "x",
+            "--ipc", "4", "--seed", "0", "--epochs", "1", "--steps", "1000000", "--batch-size", "4", "--lr", "0",
+            "--weight-decay", "0.01", "--mix", "cutmix", "--temperature", "0", "--device", "cpu", "--out",
+            str(tmp_path / "ev.json")]
+
+
+def _children(proc):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _wait_for(cond, seconds=30):
+    end = time.time() + seconds
+    while not cond() and time.time() < end:
+        time.sleep(0.05)
+    return cond()
+
+
 def test_a_killed_client_takes_its_job_with_it(server, tmp_path):
-    """Snakemake cancelling a job kills the client; the server then kills the job's child."""
+    """Snakemake cancelling a job kills the client; the server then kills the job's child. A child killed by a
+    signal kills its client with the same signal (the exit status Snakemake sees)."""
     env, proc = server
-    fifo = tmp_path / "fifo.h5"
-    os.mkfifo(fifo)  # the job blocks opening it, until killed
-    client = subprocess.Popen([sys.executable, "-m", "d3hr", "fit-gaussian", "--inverted", str(fifo), "--latents",
-                               str(fifo), "--out", str(tmp_path / "g.h5")], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-
-    def children():
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
-        return [int(x) for x in out.split()]
-
-    for _ in range(200):
-        if children():
-            break
-        time.sleep(0.05)
-    job = children()
-    assert len(job) == 1
-    client.kill()
-    client.wait()
-    for _ in range(200):
-        if not Path(f"/proc/{job[0]}").exists():
-            break
-        time.sleep(0.05)
-    assert not Path(f"/proc/{job[0]}").exists() and proc.poll() is None  # the job is gone, the server serves on
-    assert d3hr(env, "--version").returncode == 0
+    cmd = _blocking_job(dict(env, OMP_NUM_THREADS="1"), tmp_path)
+    for killed in ("client", "job"):
+        client = subprocess.Popen([sys.executable, "-m", "d3hr", *cmd], env=dict(env, OMP_NUM_THREADS="1"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert _wait_for(lambda: len(_children(proc)) == 1)
+        job = _children(proc)[0]
+        time.sleep(1.0)
+        assert client.poll() is None and Path(f"/proc/{job}").exists()  # both still running: the job blocks
+        os.kill(client.pid if killed == "client" else job, signal.SIGKILL)
+        rc = client.wait(timeout=30)
+        assert _wait_for(lambda: not Path(f"/proc/{job}").exists()), killed
+        assert rc == -signal.SIGKILL, killed
+    assert proc.poll() is None and d3hr(env, "--version").returncode == 0  # the server serves on
+    assert not (tmp_path / "ev.json").exists()
 
 
 def test_the_server_exits_with_its_parent(tmp_path):
