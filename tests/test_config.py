@@ -80,11 +80,10 @@ def test_selected_timestep_must_be_kept_and_students_must_exist():
     with pytest.raises(D3HRError, match="unknown classifier architecture 'resnet_999'"):
         check(with_(("evaluate", "students"), ["resnet_999"]))
     check(with_(("evaluate", "students"), ["resnet18", "mobilenetv2_100", "convnet"]))
-    # lr 0 (the default config): the authors' rate per student, which a student without one cannot use
-    assert DEFAULT["evaluate"]["lr"] == 0
-    with pytest.raises(D3HRError, match="no learning rate for student 'deit_tiny_patch16_224': set evaluate.lr"):
-        check(with_(("evaluate", "students"), ["deit_tiny_patch16_224"]))
+    # lr 0: the authors' rate per student, which a student without one cannot use
     deit = with_(("evaluate", "students"), ["deit_tiny_patch16_224"])
+    with pytest.raises(D3HRError, match="no learning rate for student 'deit_tiny_patch16_224': set evaluate.lr"):
+        check(deit | {"evaluate": {**deit["evaluate"], "lr": 0}})
     check(deit | {"evaluate": {**deit["evaluate"], "lr": 5e-4}})
 
 
