@@ -377,7 +377,7 @@ def serve(path: str, parent: int | None = None):
     sel = selectors.DefaultSelector()
     sel.register(srv, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
-    children = {}  # pid -> (connection, start time)
+    children = {}  # pid -> the connection of its client
     while not stop:
         if parent and not _alive(parent):
             break
@@ -388,7 +388,7 @@ def serve(path: str, parent: int | None = None):
                 wake_r.recv(4096)
             else:  # a client's socket readable: it closed (was killed); kill its child
                 conn = key.fileobj
-                pid = next(p for p, (c, _) in children.items() if c is conn)
+                pid = next(p for p, c in children.items() if c is conn)
                 try:
                     gone = not conn.recv(1, socket.MSG_PEEK)
                 except OSError:
@@ -406,7 +406,7 @@ def serve(path: str, parent: int | None = None):
             if not pid:
                 break
             if pid in children:
-                conn, _ = children.pop(pid)
+                conn = children.pop(pid)
                 sel.unregister(conn)
                 _send(conn, {"rc": os.waitstatus_to_exitcode(status), "pid": pid, "cpu_s": ru.ru_utime + ru.ru_stime,
                              "maxrss_mb": ru.ru_maxrss / 1024})
@@ -469,7 +469,7 @@ def _accept(srv, sel, children, wake_w, refuse=None):
         pass
     for fd in fds:
         os.close(fd)
-    children[pid] = (conn, time.time())
+    children[pid] = conn
     sel.register(conn, selectors.EVENT_READ)
 
 
