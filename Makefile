@@ -22,9 +22,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: venv
 	PATH="$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
+# two pytest-xdist workers, one per core of the reference machine (worksteal: an idle worker takes half of the
+# other's queue); TEST_WORKERS=0 runs the tests in one process
+TEST_WORKERS ?= 2
+
 test: venv lint
 	bash tests/setup_system.sh
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra --durations=12
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -ra --durations=12 -n $(TEST_WORKERS) --dist worksteal
 
 # Snakemake's linter and snakefmt (settings: pyproject.toml), both part of `make test`
 lint: venv

@@ -56,12 +56,37 @@ def _code_only(source: str) -> str:
     return ast.dump(tree, annotate_fields=False)
 
 
-def code_version(stage: str) -> str:
-    """A short hash of the code (not the comments or docstrings) of the modules that make `stage`'s outputs."""
+_VERSIONS: dict[str, str] = {}  # this process's code versions, by the hash of the modules' bytes
+
+
+def code_version(stage: str, cache_dir=None) -> str:
+    """A short hash of the code (not the comments or docstrings) of the modules that make `stage`'s outputs.
+
+    Parsing the modules is the costly part (about 25 ms each, and a Snakefile parse asks for every stage), so the
+    result is kept by the hash of the modules' bytes: in this process, and with `cache_dir` in a file per hash there
+    (the Snakefile passes `.snakemake/d3hr`: every Snakemake start, dry run and cluster job reuses it)."""
     import hashlib
+    import os
     from pathlib import Path
 
+    sources = [(Path(__file__).parent / f"{mod}.py").read_bytes() for mod in STAGE_MODULES[stage]]
+    key = hashlib.sha256(b"\0".join([__version__.encode(), *sources])).hexdigest()
+    if key in _VERSIONS:
+        return _VERSIONS[key]
+    cache = Path(cache_dir) / "code" / key if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        _VERSIONS[key] = cache.read_text().strip()
+        return _VERSIONS[key]
     h = hashlib.sha256()
-    for mod in STAGE_MODULES[stage]:
-        h.update(_code_only((Path(__file__).parent / f"{mod}.py").read_text()).encode())
-    return f"{__version__}+{h.hexdigest()[:12]}"
+    for src in sources:
+        h.update(_code_only(src.decode()).encode())
+    _VERSIONS[key] = f"{__version__}+{h.hexdigest()[:12]}"
+    if cache is not None:
+        try:  # atomically: parallel parses may write it too; a cache that cannot be written is only slower
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{key}.tmp-{os.getpid()}")
+            tmp.write_text(_VERSIONS[key] + "\n")
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return _VERSIONS[key]

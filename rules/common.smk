@@ -5,7 +5,8 @@ import os
 import shlex
 from pathlib import Path
 
-from d3hr import D3HRError, code_version
+from d3hr import D3HRError
+from d3hr import code_version as _code_version
 from d3hr.config import apply_protocol, check_semantics, dataset_classes, dataset_root, grid_ipc, model_labels
 from d3hr.data import IMAGE_EXTENSIONS
 from d3hr.jobserver import start_server, stop_server
@@ -27,6 +28,12 @@ except D3HRError as e:
 
 
 EVAL = config.get("evaluate") or {}
+
+
+def code_version(stage):
+    """The stage's code version, a param of its rules (so editing the stage's modules reruns its jobs), kept by the
+    hash of the modules' bytes in .snakemake/d3hr/code/ so that a Snakefile parse does not parse d3hr's modules again."""
+    return _code_version(stage, cache_dir=".snakemake/d3hr")
 
 # Every job runs `python -m d3hr` from this workflow's own folder, whatever the software deployment (the `.venv` of
 # `make run`, `--sdm conda`, a cluster node, where the job re-reads this file): the environment provides the

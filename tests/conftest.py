@@ -65,10 +65,12 @@ def copy_workflow(dst):
     return Path(dst)
 
 
-def snakemake(workdir, *args, check=True):
-    """Run snakemake in workdir with this interpreter's environment; returns the CompletedProcess."""
+def snakemake(workdir, *args, check=True, command=None):
+    """Run snakemake (or `command`, a list that takes Snakemake's arguments) in workdir with this interpreter's
+    environment; returns the CompletedProcess."""
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    p = subprocess.run([str(BIN / "snakemake"), *args], cwd=workdir, env=env, capture_output=True, text=True)
+    p = subprocess.run([*(command or [str(BIN / "snakemake")]), *args], cwd=workdir, env=env, capture_output=True,
+                       text=True)
     if check and p.returncode != 0:
         logs = "\n".join(f"--- {f}\n{f.read_text()[-3000:]}" for f in Path(workdir, "logs").rglob("*.log")) if Path(workdir, "logs").exists() else ""
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-5000:]}\n{p.stderr[-5000:]}\n{logs}")
@@ -105,12 +107,40 @@ def build_tiny_workflow(wd, classes=("cat", "dog"), model_classes=("cat", "dog",
     return wd, cfg
 
 
+def shared_tmp(tmp_path_factory) -> Path:
+    """A folder of this test session: with pytest-xdist (`make test` runs `-n 2`), the one all workers share."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """The tiny workflow run to the end once per session (outputs, figures, tables). Read-only: copy it to change it."""
-    wd, cfg = build_tiny_workflow(tmp_path_factory.mktemp("tiny_run") / "wf")
-    snakemake(wd, "--cores", "2")
-    return wd, cfg
+    """The tiny workflow run to the end once per session (outputs, figures, tables), by whichever xdist worker asks
+    first while the others wait for it. Read-only: copy it to change it."""
+    import fcntl
+    import yaml
+
+    root = shared_tmp(tmp_path_factory) / "tiny_run"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        wd, done = root / "wf", root / "config.done.yaml"
+        if not done.is_file():
+            shutil.rmtree(wd, ignore_errors=True)
+            wd, cfg = build_tiny_workflow(wd)
+            snakemake(wd, "--cores", "2")
+            done.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return wd, yaml.safe_load(done.read_text())
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first, the rest in their order: with `-n 2` the long ones start at once instead of finishing
+    the run on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # two workers on two cores: one thread each for the tests' own torch work
 
 
 def copy_run(src, dst):

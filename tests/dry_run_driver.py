@@ -39,8 +39,11 @@ def start(workdir: str, args: list[str], out: str) -> int:
 
 def main():
     workdir, jobs = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    import snakemake.cli  # noqa: F401  (loaded once, before the forks)
+    import snakemake.cli  # loaded once, before the forks
+    import snakemake.scheduling.job_scheduler  # noqa: F401
     import snakemake.workflow  # noqa: F401
+
+    snakemake.cli.get_argument_parser()  # collects the executor, storage, ... plugins (they import pandas & co.)
 
     import d3hr.config  # noqa: F401  (what rules/common.smk imports)
 

@@ -52,6 +52,7 @@ def test_env_pins_are_the_constraints_pins():
     assert f"animal-mnist=={constraints['animal-mnist']}" in post and "--no-deps" in post
 
 
+@pytest.mark.slow
 def test_pip_accepts_the_env_files_pip_section(tmp_path):
     for env in sorted((REPO / "envs").glob("*.yaml")):
         req = tmp_path / f"{env.stem}.txt"

@@ -266,6 +266,7 @@ def test_teacher_with_wrong_class_count_is_rejected(tmp_path):
         load_classifier(teacher, num_classes=3)
 
 
+@pytest.mark.slow
 def test_teacher_and_student_training_repeat_exactly_in_new_processes(tmp_path):
     """torch seeds its global generator differently in every process: a network built before seeding would start
     from other weights each run (this is what made the embedded default's accuracies move between runs)."""

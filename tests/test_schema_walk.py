@@ -252,6 +252,7 @@ def test_every_schema_key_is_walked_or_listed_with_a_reason():
     assert listed - leaves == set(), f"walked keys the schema lacks: {sorted(listed - leaves)}"
 
 
+@pytest.mark.slow
 def test_each_key_reruns_exactly_its_rules_and_reaches_their_commands(tiny_run, tmp_path):
     src, cfg = tiny_run
     wd = copy_run(src, tmp_path / "wf")
@@ -294,6 +295,7 @@ def models_config(cfg: dict) -> dict:
     return c
 
 
+@pytest.mark.slow
 def test_each_train_key_reruns_its_model_and_reaches_its_command(tiny_run, tmp_path):
     src, cfg = tiny_run
     wd = copy_run(src, tmp_path / "wf")

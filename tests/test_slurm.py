@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 
 import pytest
 
 import slurm_cluster
 from conftest import REPO, build_tiny_workflow, snakemake
 from test_workflow import write_config
+
+
+# Snakemake with the SLURM executor polling every 2 s. The plugin adds 10 s to its wait after every status check that
+# finds no job finished (up to 180 s), whatever --seconds-between-status-checks says: right for a real queue, but
+# here each job takes seconds, and the backoff was 60 of the test's 170 s. Everything else is the real plugin.
+SNAKEMAKE_POLLING_2S = [sys.executable, "-c", """import sys
+import snakemake_executor_plugin_slurm as slurm
+slurm.Executor.next_seconds_between_status_checks = property(lambda self: 2, lambda self, value: None)
+from snakemake.cli import main
+sys.argv[0] = "snakemake"
+main()
+"""]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +52,7 @@ def test_tiny_config_end_to_end_through_sbatch(cluster, tmp_path):
                   "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
                   # the profile's memory is sized for ImageNet; this node has less
                   "--default-resources", "mem_mb=2000", "runtime=30",
-                  "--set-resources", "evaluate:mem_mb=2000", "invert:mem_mb=2000")
+                  "--set-resources", "evaluate:mem_mb=2000", "invert:mem_mb=2000", command=SNAKEMAKE_POLLING_2S)
     out = p.stdout + p.stderr
     for f in ("tables/accuracy.md", "images/d3hr/ipc1/dog", "images/d3hr/ipc1/cat"):
         assert (wd / "results" / "tiny" / f).exists(), f

@@ -112,6 +112,7 @@ def test_dry_run_has_one_job_per_class(tiny_workflow):
     assert count("kmeans") == ["cat1", "cat2", "dog1", "dog2"]
 
 
+@pytest.mark.slow
 def test_encode_stage(tiny_workflow):
     wd, cfg, root = tiny_workflow
     snakemake(wd, "results/tiny/latents/cat.h5", "results/tiny/latents/dog.h5")
