@@ -32,8 +32,10 @@ EVAL = config.get("evaluate") or {}
 
 def code_version(stage):
     """The stage's code version, a param of its rules (so editing the stage's modules reruns its jobs), kept by the
-    hash of the modules' bytes in .snakemake/d3hr/code/ so that a Snakefile parse does not parse d3hr's modules again."""
+    hash of the modules' bytes in .snakemake/d3hr/code/ so that a Snakefile parse does not parse d3hr's modules again.
+    """
     return _code_version(stage, cache_dir=".snakemake/d3hr")
+
 
 # Every job runs `python -m d3hr` from this workflow's own folder, whatever the software deployment (the `.venv` of
 # `make run`, `--sdm conda`, a cluster node, where the job re-reads this file): the environment provides the
