@@ -12,6 +12,11 @@ imported torch & co. once). The reference, measured in the same run, is a bare `
 costs, their ratio, the job server's cost against the target (<= 1 s for jobs that load no model, <= 3 s for jobs
 that do), and the three heaviest top-level imports of the job as a process of its own (`python -X importtime`).
 
+Through the job server it also prints the time from a job's launch to the first line of its stage (`d3hr.cli.main`
+reports it when $D3HR_LAUNCHED_AT is set): the fixed cost as the speed issue defines it, "from process start to the
+first useful work", without the stage's own work. That work is what remains of a served job that loads no model (the
+figure jobs draw and save a whole figure even from tiny inputs); for a model job it includes loading the model.
+
     python bench/job_overhead.py             # all rules, 5 runs each
     python bench/job_overhead.py --runs 3 --rules select decode
 """
@@ -60,16 +65,25 @@ def _outputs(cmd: str) -> list[str]:
     return [args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--out")]
 
 
-def time_command(cmd: str, wd: Path, env: dict) -> float:
+STARTS = re.compile(r"^\[d3hr\] \S+ starts ([\d.]+) s after its launch$", re.M)
+
+
+def time_command(cmd: str, wd: Path, env: dict, to_stage: list | None = None) -> float:
+    """The wall time of `cmd`; with `to_stage`, also appends the time from its launch to the first line of its stage
+    (`d3hr.cli.main` prints it when $D3HR_LAUNCHED_AT is set; read from the job's log)."""
     for out in _outputs(cmd):
         p = wd / out
         if p.is_dir():
             shutil.rmtree(p)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, shell=True, cwd=wd, env=env)
+    p = subprocess.run(cmd, shell=True, cwd=wd, env=dict(env, D3HR_LAUNCHED_AT=repr(time.time())))
     dt = time.perf_counter() - t0
     if p.returncode:
         raise SystemExit(f"command failed ({p.returncode}): {cmd}")
+    if to_stage is not None:
+        log = shlex.split(cmd.split(" > ", 1)[1])[0] if " > " in cmd else None
+        m = STARTS.search((wd / log).read_text()) if log and (wd / log).is_file() else None
+        to_stage.append(float(m.group(1)) if m else float("nan"))
     return dt
 
 
@@ -125,22 +139,26 @@ def main(argv=None):
         try:
             for rule, cmd in sorted(cmds.items()):
                 alone = statistics.median(time_command(cmd, wd, env) for _ in range(args.alone_runs or args.runs))
-                med = statistics.median(time_command(cmd, wd, served) for _ in range(args.runs))
+                starts = []
+                med = statistics.median(time_command(cmd, wd, served, starts) for _ in range(args.runs))
+                start = statistics.median(starts)
                 target = 3.0 if rule in MODEL_RULES else 1.0
                 rows.append((rule, "model" if rule in MODEL_RULES else "-", alone, med, alone / med, target,
-                             med / target, "" if args.no_imports else heaviest_imports(cmd, wd, env)))
-                print(f"{rule}: {alone:.2f} s alone, {med:.2f} s in the job server", file=sys.stderr, flush=True)
+                             med / target, "" if args.no_imports else heaviest_imports(cmd, wd, env), start))
+                print(f"{rule}: {alone:.2f} s alone, {med:.2f} s in the job server ({start:.2f} s to its stage)",
+                      file=sys.stderr, flush=True)
         finally:
             stop_server(server)
         print(f"\nfixed cost per job: median of {args.alone_runs or args.runs} / {args.runs} runs of one job of each "
               f"rule on the tiny workflow, as a process of its own / in the job server (reference: `python -c pass` = "
               f"{ref:.3f} s)\n")
         print("| rule | loads a model | own process (s) | job server (s) | speed-up | target (s) | job server / target "
-              "| heaviest imports of its own process |")
-        print("|---|---|---:|---:|---:|---:|---:|---|")
+              "| job server, launch to stage (s) | heaviest imports of its own process |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---|")
         for r in rows:
             flag = "" if r[6] <= 1 else " **over**"
-            print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.1f}x | {r[5]:.0f} | {r[6]:.2f}{flag} | {r[7]} |")
+            print(f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.2f} | {r[4]:.1f}x | {r[5]:.0f} | {r[6]:.2f}{flag} | {r[8]:.2f} "
+                  f"| {r[7]} |")
         over = [r[0] for r in rows if r[6] > 1]
         print(f"\n{len(rows) - len(over)} of {len(rows)} rules within target in the job server"
               + (f"; over: {', '.join(over)}" if over else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -741,6 +742,9 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     t0 = time.time()
+    launched = os.environ.get("D3HR_LAUNCHED_AT")  # set by bench/job_overhead.py: a job's cost before its stage runs
+    if launched:
+        print(f"[d3hr] {args.stage} starts {t0 - float(launched):.3f} s after its launch", file=sys.stderr)
     try:
         args.fn(args)
     except D3HRError as e:
