@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,6 +231,17 @@ def test_cli_errors_name_the_file_and_write_nothing(tmp_path, tiny_pipeline):
     p = _cli("baseline-noise", "--pipeline", tiny_pipeline, "--cls", "cat", "--label", 7, "--ipc", 1,
              *_flags(seed=0, num_steps=50, guidance=4.0), "--out", tmp_path / "n.h5")
     assert p.returncode == 2 and "outside the model's 2 classes" in p.stderr
+
+
+def test_cli_reports_the_time_from_launch_to_its_stage_when_asked(tmp_path, monkeypatch):
+    """bench/job_overhead.py sets $D3HR_LAUNCHED_AT and reads this line from the job's log; without it, no line."""
+    args = ("fit-gaussian", "--inverted", tmp_path / "missing.h5", "--latents", tmp_path / "missing.h5",
+            "--out", tmp_path / "g.h5")
+    monkeypatch.delenv("D3HR_LAUNCHED_AT", raising=False)
+    assert "after its launch" not in _cli(*args).stderr
+    monkeypatch.setenv("D3HR_LAUNCHED_AT", repr(time.time() - 5))
+    m = re.search(r"^\[d3hr\] fit-gaussian starts ([\d.]+) s after its launch$", _cli(*args).stderr, re.M)
+    assert m and 5 <= float(m.group(1)) < 60
 
 
 def test_zero_variance_dimension_is_an_error(tmp_path):
