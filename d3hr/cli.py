@@ -232,7 +232,8 @@ def cmd_evaluate(a):
             res = train_student(student, None if a.hard_label else teacher, x, y, a.val, steps=steps,
                                 batch_size=batch_size, lr=lr, weight_decay=a.weight_decay, seed=a.seed, mix=a.mix,
                                 temperature=a.temperature or None, hard_label=a.hard_label,
-                                epochs=None if a.steps else a.epochs, device=device, schedule=a.schedule)
+                                epochs=None if a.steps else a.epochs, device=device, schedule=a.schedule,
+                                precision=a.precision)
         finally:
             if not isinstance(x, np.ndarray) and hasattr(x, "file"):
                 x.file.close()
@@ -586,6 +587,8 @@ def build_parser():
     s.add_argument("--mix", choices=["cutmix", "mixup"], required=True)
     s.add_argument("--temperature", type=float, required=True, help="0: 20 with CutMix, 4 with MixUp")
     s.add_argument("--hard-label", action="store_true")
+    s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="autocast of the forward passes: auto = bf16 where the hardware computes it natively")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], required=True)
     s.add_argument("--out", required=True)
 

@@ -21,7 +21,10 @@ STUDENT_FLAGS = dict(
     seed=wildcard("seed"),
     epochs=lambda wc: EVAL["full_epochs"] if wc.method == "full" else EVAL["epochs"],
     steps=lambda wc: EVAL["full_steps"] if wc.method == "full" else EVAL["steps"],
-    **{k: (lambda wc, k=k: EVAL[k]) for k in ("batch_size", "lr", "weight_decay", "schedule", "mix", "temperature")},
+    **{
+        k: (lambda wc, k=k: EVAL[k])
+        for k in ("batch_size", "lr", "weight_decay", "schedule", "mix", "temperature", "precision")
+    },
     device=config["device"],
 )
 

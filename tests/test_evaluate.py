@@ -68,6 +68,37 @@ def test_student_learns_from_teacher():
     assert hard["loss_last"] < hard["loss_first"]
 
 
+def test_precision_picks_the_autocast_and_records_it():
+    """evaluate.precision: fp32 never autocasts, bf16 always, auto only where the hardware computes bf16 natively;
+    a bf16 student trains on the CPU like an fp32 one, the teacher's bf16 soft labels stay close to its fp32 ones,
+    and the JSON records which arithmetic ran."""
+    from d3hr.evaluate import autocast_dtype
+    from d3hr.nets import frozen_for_inference
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "fp32") is None and autocast_dtype(cpu, "bf16") == torch.bfloat16
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert autocast_dtype(cpu, "auto") == (torch.bfloat16 if native else None)
+    with pytest.raises(ValueError, match="unknown precision"):
+        autocast_dtype(cpu, "fp16")
+    teacher = create_classifier("resnet_tiny", 4, 3, resolution=16, seed=0).eval()
+    x = torch.randn(8, 3, 16, 16)
+    frozen = frozen_for_inference(teacher, x)
+    with torch.no_grad():
+        p32 = torch.softmax(frozen(x) / 20, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            p16 = torch.softmax(frozen(x).float() / 20, 1)
+    assert float((p32 - p16).abs().max()) < 1e-3  # the soft labels at the authors' temperature
+    rng = np.random.default_rng(0)
+    xs, ys = rng.integers(0, 255, (24, 16, 16, 3), dtype=np.uint8), np.arange(24) % 4
+    runs = {p: train_student(create_classifier("convnet_tiny", 4, 3, resolution=16, seed=0), teacher, xs, ys, (xs, ys),
+                             steps=12, batch_size=8, lr=1e-2, weight_decay=0.0, seed=0, precision=p) for p in ("fp32", "bf16")}
+    assert runs["fp32"]["autocast"] == "none" and runs["bf16"]["autocast"] == "bf16"
+    assert runs["bf16"]["precision"] == "bf16"
+    assert all(np.isfinite(r["loss_last"]) for r in runs.values())
+    assert runs["bf16"]["loss_first"] == pytest.approx(runs["fp32"]["loss_first"], rel=0.05)
+
+
 def test_kmeans_finds_separated_clusters():
     rng = np.random.default_rng(0)
     centres = np.array([[0, 0], [10, 0], [0, 10]], dtype=float)
