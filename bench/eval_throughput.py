@@ -10,9 +10,10 @@ same step, in the same process, on the same random weights and images.
 Ours: the distilled set held as uint8 on the device, converted and augmented there per batch (RandomResizedCrop +
 flip as one grid_sample, CutMix), student and teacher with channels_last, in bf16 autocast where the hardware computes
 bf16 natively (`--precision auto`, as `d3hr evaluate`: GPUs, CPUs with AVX512-BF16 or AMX), fused AdamW on a GPU, the
-CPU teacher frozen by TorchScript (`d3hr.evaluate.student_step`). Reference: the same augmentation and loss on a float32 NCHW set on the device, fp32
-eager student and teacher (torch's default TF32 convolutions), AdamW's default implementation. Prints images/s of each,
-the ratio, and the GPU-hours of an ImageNet IPC-10 evaluation (1,000 classes x 10 images x 300 epochs) at our rate.
+CPU teacher frozen by TorchScript (`d3hr.evaluate.student_step`). Reference: the same augmentation and loss on a
+float32 NCHW set on the device, fp32 eager student and teacher (torch's default TF32 convolutions), AdamW's default
+implementation. Prints images/s of each, the ratio, and the GPU-hours of an ImageNet IPC-10 evaluation (1,000
+classes x 10 images x 300 epochs) at our rate.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from d3hr.evaluate import MEMORY_FORMAT, PRECISIONS, _Batches, autocast_dtype, kd_loss, optimizer, student_step  # noqa: E402
+from d3hr.evaluate import (  # noqa: E402
+    MEMORY_FORMAT, PRECISIONS, _Batches, autocast_dtype, kd_loss, optimizer, student_step)
 from d3hr.augment import cutmix, random_resized_crop_flip  # noqa: E402
 from d3hr.nets import create_classifier, frozen_for_inference  # noqa: E402
 

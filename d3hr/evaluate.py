@@ -45,9 +45,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def autocast_dtype(device, precision: str = "auto"):
     """The autocast dtype of the students' and the teacher's forward passes (weights and optimiser stay float32):
-    "fp32" none; "bf16" bfloat16; "auto" bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, a CPU
-    with AVX512-BF16 or AMX: measured 2x faster student steps here, bench/eval_throughput.py), else none. The choice
-    is recorded in each evaluation's JSON ("autocast")."""
+    "fp32" none; "bf16" bfloat16; "auto" bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, a
+    CPU with AVX512-BF16 or AMX: 1.7x the float32 student step on the reference CPU, docs/benchmarks.md), else none.
+    The choice is recorded in each evaluation's JSON ("autocast")."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: one of {', '.join(PRECISIONS)}")
     device = torch.device(device)

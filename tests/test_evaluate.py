@@ -91,8 +91,9 @@ def test_precision_picks_the_autocast_and_records_it():
     assert float((p32 - p16).abs().max()) < 1e-3  # the soft labels at the authors' temperature
     rng = np.random.default_rng(0)
     xs, ys = rng.integers(0, 255, (24, 16, 16, 3), dtype=np.uint8), np.arange(24) % 4
-    runs = {p: train_student(create_classifier("convnet_tiny", 4, 3, resolution=16, seed=0), teacher, xs, ys, (xs, ys),
-                             steps=12, batch_size=8, lr=1e-2, weight_decay=0.0, seed=0, precision=p) for p in ("fp32", "bf16")}
+    runs = {p: train_student(create_classifier("convnet_tiny", 4, 3, resolution=16, seed=0), teacher, xs, ys,
+                             (xs, ys), steps=12, batch_size=8, lr=1e-2, weight_decay=0.0, seed=0, precision=p)
+            for p in ("fp32", "bf16")}
     assert runs["fp32"]["autocast"] == "none" and runs["bf16"]["autocast"] == "bf16"
     assert runs["bf16"]["precision"] == "bf16"
     assert all(np.isfinite(r["loss_last"]) for r in runs.values())
