@@ -11,6 +11,13 @@ The teacher has seen the held-out images in its own training; the students never
     python bench/student_budget.py --out bench/student_budget.jsonl --shard 1/2
     python bench/student_budget.py --out bench/student_budget.jsonl --report        # the table
 
+Session 12's runs (bf16 on the reference CPU; --root and --teacher of a finished `make run`), each as two shards:
+
+    python bench/student_budget.py --out bench/student_budget.jsonl --schedules authors cosine --steps 300 600 \
+        --lrs 0.004 --full-steps 1080 --full-seeds 0 --shard 0/2        # and --shard 1/2
+    python bench/student_budget.py --out bench/student_budget.jsonl --schedules authors --epochs 120 150 \
+        --lrs 0.004 --full-steps --shard 0/2                             # and --shard 1/2
+
 Each finished run appends one JSON line to --out; a run already there is skipped, so an interrupted bench resumes.
 """
 

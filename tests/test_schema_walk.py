@@ -81,6 +81,7 @@ CASES = {
     "evaluate.lr": (2e-3, EVAL),
     "evaluate.weight_decay": (0.02, EVAL),
     "evaluate.schedule": ("cosine", EVAL),
+    "evaluate.precision": ("fp32", EVAL),
     "evaluate.mix": ("mixup", EVAL),
     "evaluate.temperature": (10.0, EVAL),
     "evaluate.labels": (["soft"], {"collect_eval", "cost_table"}, {"evaluate_hard", "label_robust_table"}),
