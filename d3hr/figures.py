@@ -338,8 +338,11 @@ def plot_group_sampling(selected_files, png, pdf, curve_csv, summary_csv, accura
     ax = axes[2]
     long = pd.concat([summ.assign(kind="one random draw", rel=summ.random_score / summ.median_score),
                       summ.assign(kind="group sampling", rel=summ.best_score / summ.median_score)])
+    state = np.random.get_state()  # seaborn jitters the points with numpy's global generator: seed it, then restore
+    np.random.seed(0)
     sns.stripplot(long, x="ipc", y="rel", hue="kind", palette={"one random draw": METHOD_COLORS["d3hr_nogroup"],
                   "group sampling": METHOD_COLORS["d3hr"]}, dodge=True, size=5, alpha=0.8, ax=ax)
+    np.random.set_state(state)
     ax.set(xlabel="IPC", ylabel="score / median group score", title="Group sampling vs one random draw (per class)")
     ax.legend(title=None)
     if acc is not None:
