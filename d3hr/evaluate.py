@@ -279,6 +279,6 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
         "top1_best_last": best["top1"], "best_step": best["step"], "evals": evals,
         "loss_first": float(np.mean(losses[: max(1, steps // 20)])), "loss_last": float(np.mean(losses[-max(1, steps // 20):])),
         "train_seconds": time.time() - t0, "temperature": T, "device": str(device),
-        "autocast": "bf16" if dtype == torch.bfloat16 else "none", "precision": precision, "train_set": batches.where, "lr_base": lr, "batches_per_epoch": per_epoch,
-        "schedule": schedule,
+        "autocast": "bf16" if dtype == torch.bfloat16 else "none", "precision": precision, "train_set": batches.where,
+        "lr_base": lr, "batches_per_epoch": per_epoch, "schedule": schedule,
     }
