@@ -7,6 +7,7 @@ from the same per-chunk generators, so both must choose the same group (checked)
 
     python bench/group_sampling.py                # m = 100,000, d = 4096, IPC 10 and 50
     python bench/group_sampling.py --m 20000 --ipc 10
+    python bench/group_sampling.py --draws --d 256 --ipc 1 10 50   # normals and scores per sub-chunk
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import psutil
 import torch
 
 from d3hr.seeds import derive_seed
-from d3hr.group_sampling import Weights, select_group
+from d3hr.group_sampling import Weights, group_scores, select_group, standard_normal
 
 
 class PeakRSS:
@@ -57,7 +58,7 @@ def reference(mu, var, ipc, m, seed, key, w: Weights, chunk_groups=10_000, batch
         g = np.random.Generator(np.random.PCG64(derive_seed(seed, "select", *key, ipc, c)))
         size = min(chunk_groups, m - c * chunk_groups)
         for s0 in range(0, size, batch):
-            e = torch.from_numpy(g.standard_normal((min(batch, size - s0), ipc, mu.size), dtype=np.float32))
+            e = torch.from_numpy(standard_normal(g, min(batch, size - s0), ipc, mu.size))  # the same draws as ours
             z = e * sigma + mu_t
             mean = z.mean(1)
             std = z.std(1)
@@ -70,6 +71,42 @@ def reference(mu, var, ipc, m, seed, key, w: Weights, chunk_groups=10_000, batch
     return best
 
 
+def draws_and_scores(d, ipcs, reps=10):
+    """Per sub-chunk of 8 MB: numpy's float32 ziggurat against ours (Box-Muller), and the scores of a standardised
+    copy of the deviations cubed (the code before session 13) against ours (cubes in place of the squares)."""
+    w = Weights()
+    sigma = np.ones(d, np.float32)
+
+    def centred(e):
+        n = e.shape[1]
+        mean = e.mean(1)
+        dev = e - mean[:, None, :]
+        std = np.sqrt(np.square(dev).sum(1) / (n - 1))
+        cubes = dev * (1.0 / std)[:, None, :]
+        return (w.mu * np.linalg.norm(mean * sigma, axis=1) + w.sigma * np.linalg.norm((std - 1.0) * sigma, axis=1)
+                + w.skew * np.linalg.norm((cubes * cubes * cubes).mean(1), axis=1))
+
+    def per_call(f):
+        f()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        return (time.perf_counter() - t0) / reps * 1e3
+
+    print(f"per sub-chunk of 8 MB, d={d}, one thread: draws and scores (ms)")
+    print(f"{'IPC':>4} {'groups':>7} {'ziggurat':>9} {'ours':>7} {'ratio':>6} {'cubed':>8} {'ours':>7} {'ratio':>6} {'max |diff|':>10}")
+    for ipc in ipcs:
+        g = max(1, (8 << 20) // (ipc * d * 4))
+        gen = np.random.Generator(np.random.PCG64(0))
+        e = standard_normal(gen, g, ipc, d)
+        tz = per_call(lambda: gen.standard_normal((g, ipc, d), dtype=np.float32))
+        tb = per_call(lambda: standard_normal(gen, g, ipc, d))
+        tc = per_call(lambda: centred(e)) if ipc > 1 else float("nan")
+        to = per_call(lambda: group_scores(e, sigma, w))
+        diff = float(np.abs(centred(e) - group_scores(e, sigma, w)).max()) if ipc > 1 else 0.0
+        print(f"{ipc:>4} {g:>7} {tz:>9.1f} {tb:>7.1f} {tz / tb:>5.2f}x {tc:>8.1f} {to:>7.1f} {tc / to:>5.2f}x {diff:>10.1e}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--m", type=int, default=100_000)
@@ -77,8 +114,11 @@ def main():
     ap.add_argument("--ipc", type=int, nargs="+", default=[10, 50])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ours-only", action="store_true", help="time only d3hr's select (no reference run)")
+    ap.add_argument("--draws", action="store_true", help="only the per-sub-chunk timing of draws and scores")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.draws:
+        return draws_and_scores(a.d, a.ipc)
     rng = np.random.default_rng(0)
     mu = rng.normal(size=a.d).astype(np.float32)
     var = rng.uniform(0.5, 1.5, size=a.d).astype(np.float32)

@@ -54,7 +54,7 @@ def cmd_train_teacher(a):
                               resolution=a.resolution, seed=a.seed)
     t0 = time.time()
     train_classifier(model, x, y, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
-                     seed=a.seed)
+                     seed=a.seed, precision=a.precision)
     xv, yv = load_split(a.root, "val", classes=a.classes, resolution=a.resolution, channels=a.channels)
     acc = accuracy(model, xv, yv)
     print(f"[d3hr] teacher {a.arch}: val top-1 {acc:.4f} ({time.time() - t0:.0f} s)", file=sys.stderr)
@@ -442,6 +442,8 @@ def build_parser():
     s.add_argument("--batch-size", type=int, required=True)
     s.add_argument("--lr", type=float, required=True)
     s.add_argument("--weight-decay", type=float, required=True)
+    s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="autocast of the training steps: auto = bf16 where the CPU computes it natively, else fp32")
 
     s = stage("import-classifier", cmd_import_classifier,
               "a teacher checkpoint from torchvision/timm weights (e.g. ImageNet ResNet-18), with its input norm")
@@ -454,6 +456,10 @@ def build_parser():
     s.add_argument("--classes-from", default=None, help="a train/ folder: records its sorted class folders")
     s.add_argument("--out", required=True)
 
+    def precision_arg(s):
+        s.add_argument("--model-precision", choices=["auto", "fp32", "bf16"], default="auto",
+                       help="weights of the VAE and the DiT: auto = bf16 where the device computes it natively, else fp32")
+
     s = stage("quality", cmd_quality, "VAE PSNR, teacher top-1, teacher top-1 on DiT samples -> JSON")
     data_args(s)
     s.add_argument("--pipeline", required=True)
@@ -463,11 +469,13 @@ def build_parser():
     s.add_argument("--samples-per-class", type=int, required=True)
     s.add_argument("--guidance", type=float, required=True)
     s.add_argument("--num-steps", type=int, required=True)
+    precision_arg(s)
 
     def model_args(s):
         s.add_argument("--pipeline", required=True, help="DiTPipeline directory")
         s.add_argument("--device", required=True, choices=["auto", "cpu", "cuda"])
         s.add_argument("--batch-size", type=int, required=True)
+        precision_arg(s)
 
     s = stage("encode", cmd_encode, "VAE latents of one class folder -> HDF5")
     model_args(s)
@@ -607,6 +615,7 @@ def build_parser():
         s.add_argument("--channels", type=int, required=True)
         s.add_argument("--device", required=True)
         s.add_argument("--out", required=True)
+        precision_arg(s)
 
     s = stage("features", cmd_features, "teacher and VAE features of one class's real images -> HDF5")
     feature_args(s)
@@ -748,6 +757,10 @@ def main(argv=None):
     launched = os.environ.get("D3HR_LAUNCHED_AT")  # set by bench/job_overhead.py: a job's cost before its stage runs
     if launched:
         print(f"[d3hr] {args.stage} starts {t0 - float(launched):.3f} s after its launch", file=sys.stderr)
+    if getattr(args, "model_precision", None):
+        from .device import set_model_precision
+
+        set_model_precision(args.model_precision)
     try:
         args.fn(args)
     except D3HRError as e:

@@ -84,10 +84,36 @@ def pick_device(prefer: str = "auto", lock_dir=".snakemake/gpu-locks"):
     return torch.device(f"cuda:{i}")
 
 
-def model_dtype(device):
-    """bf16 weights on GPUs that support it, else float32; the DDIM arithmetic stays in float32."""
+PRECISIONS = ("auto", "fp32", "bf16")
+_MODEL_PRECISION = ["auto"]  # of this process's diffusion models: set once by the CLI (--model-precision)
+
+
+def native_bf16(device) -> bool:
+    """Whether `device` computes bf16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
     import torch
 
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def set_model_precision(precision: str) -> None:
+    """The weights' dtype of the VAE and the DiT in this process: "auto" (bf16 where `native_bf16`), "fp32" or "bf16"."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown model precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    _MODEL_PRECISION[0] = precision
+
+
+def model_dtype(device, precision: str | None = None):
+    """The dtype of the VAE's and the DiT's weights (the DDIM arithmetic stays in float32): bf16 for "bf16", and for
+    "auto" where the device computes bf16 natively (GPUs; on the reference CPU a DiT forward takes half the time, with
+    the same inversion round-trip error and teacher top-1 on samples, docs/benchmarks.md), else float32. `precision`
+    None: the process's setting (`set_model_precision`, default "auto")."""
+    import torch
+
+    precision = precision or _MODEL_PRECISION[0]
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown model precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
         return torch.bfloat16
     return torch.float32

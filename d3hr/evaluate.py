@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from . import D3HRError
 from .augment import cutmix, mixup, random_resized_crop_flip
+from .device import PRECISIONS, native_bf16
 from .nets import frozen_for_inference
 from .valset import VAL_BATCH, labelled_files, val_batches
 
@@ -40,7 +41,6 @@ MEMORY_FORMAT = torch.channels_last
 
 
 SCHEDULES = ("authors", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def autocast_dtype(device, precision: str = "auto"):
@@ -55,10 +55,7 @@ def autocast_dtype(device, precision: str = "auto"):
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return torch.bfloat16 if device.type == "cpu" and native else None
+    return torch.bfloat16 if native_bf16(device) else None
 
 
 def lr_factor(progress: float, schedule: str = "authors") -> float:

@@ -168,12 +168,21 @@ def train_models(root, classes, out_dir, resolution, channels, vae_cfg, dit_cfg,
     (Path(out_dir) / "train_log.json").write_text(json.dumps({"vae_seconds": t1 - t0, "dit_seconds": t2 - t1}, indent=1))
 
 
-def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_decay, seed, desc="train teacher"):
+def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_decay, seed, desc="train teacher",
+                     precision="auto"):
     """Hard-label training with RandomResizedCrop(scale 0.08-1) + flip (the ImageNet recipe of the paper's teacher),
     AdamW, cosine schedule. The crops matter: students query the teacher on exactly such crops, and a teacher trained
-    on whole images only is brittle there (and on the slightly blurred images a VAE decodes)."""
+    on whole images only is brittle there (and on the slightly blurred images a VAE decodes). On the CPU, channels-last
+    and `precision` ("auto": bf16 autocast where the CPU computes it natively; weights, AdamW and loss in float32):
+    3.2x the float32 step of resnet_tiny on the reference CPU (docs/benchmarks.md)."""
     from .augment import random_resized_crop_flip
+    from .device import PRECISIONS, native_bf16
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    bf16 = precision == "bf16" or (precision == "auto" and native_bf16(torch.device("cpu")))
+    fmt = torch.channels_last
+    model = model.to(memory_format=fmt)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train = to_model_range(x_train)
@@ -183,8 +192,10 @@ def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_dec
     sched = _warmup_cosine(opt, steps, 0.1)
     model.train()
     for idx in tqdm(_batches(len(x_train), batch_size, steps, gen), total=steps, desc=desc, mininterval=10, file=sys.stderr):
-        x = random_resized_crop_flip(x_train[idx], gen)
-        loss = F.cross_entropy(model(x), y_train[idx])
+        x = random_resized_crop_flip(x_train[idx], gen).contiguous(memory_format=fmt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        loss = F.cross_entropy(out.float(), y_train[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -209,13 +220,16 @@ def model_quality(pipeline_dir, teacher_path, root, classes, resolution, channel
     from .images import to_uint8
     from .nets import load_classifier
 
-    ldm = load_ldm(pipeline_dir)
+    from .device import model_dtype
+
+    ldm = load_ldm(pipeline_dir, dtype=model_dtype(torch.device("cpu")))  # as the stages load it (model_precision)
     teacher, _ = load_classifier(teacher_path, num_classes=len(classes))
     x_val, y_val = load_split(root, "val", classes, resolution, channels)
     xv = to_model_range(x_val)
     mse = []
     for i in range(0, len(xv), 256):
-        rec = ldm.vae.decode(ldm.vae.encode(xv[i : i + 256]).latent_dist.mean).sample.clamp(-1, 1)
+        x = xv[i : i + 256].to(ldm.vae.dtype)
+        rec = ldm.vae.decode(ldm.vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
         mse.append(((rec - xv[i : i + 256]) / 2).pow(2).flatten(1).mean(1))
     mse = torch.cat(mse)
     psnr = float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean())
@@ -225,7 +239,7 @@ def model_quality(pipeline_dir, teacher_path, root, classes, resolution, channel
     z = torch.randn((len(labels), ldm.latent_channels, ldm.latent_size, ldm.latent_size), generator=gen)
     bar = tqdm(total=len(grid), desc="sample DiT", mininterval=10, file=sys.stderr)
     z0 = sample(ldm.transformer, z, int(grid[-1]), labels, ldm.alphas_cumprod, grid, ldm.null_label, guidance, bar)
-    imgs = to_uint8(ldm.vae.decode(z0 / ldm.scaling_factor).sample)
+    imgs = to_uint8(ldm.vae.decode((z0 / ldm.scaling_factor).to(ldm.vae.dtype)).sample)
     return {
         "vae_val_psnr_db": round(psnr, 2),
         "teacher_val_top1": round(accuracy(teacher, x_val, y_val), 4),

@@ -17,6 +17,7 @@ ABLATION_VARIANT_FLAGS = flags(
     invert_guidance=variant_setting("invert_guidance"),
     batch_size=config["decode"]["batch_size"],
     device=config["device"],
+    model_precision=config["model_precision"],
 )
 
 

@@ -9,6 +9,7 @@ DECODE_FLAGS = flags(
     batch_size=config["decode"]["batch_size"],
     start=config["decode"]["start"],
     device=config["device"],
+    model_precision=config["model_precision"],
 )
 
 

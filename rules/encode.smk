@@ -9,6 +9,7 @@ ENCODE_FLAGS = flags(
     on_bad_image=config["encode"]["on_bad_image"],
     seed=config["seed"],
     device=config["device"],
+    model_precision=config["model_precision"],
 )
 
 

@@ -16,6 +16,7 @@ ABLATION_TIMESTEP_FLAGS = flags(
     batch_size=config["decode"]["batch_size"],
     seed=config["seed"],
     device=config["device"],
+    model_precision=config["model_precision"],
 )
 TEACHER_TABLE_FLAGS = flags(
     methods=lambda wc: image_methods(),

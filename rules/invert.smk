@@ -8,6 +8,7 @@ INVERT_FLAGS = flags(
     guidance=config["invert"]["guidance_scale"],
     batch_size=config["invert"]["batch_size"],
     device=config["device"],
+    model_precision=config["model_precision"],
 )
 
 

@@ -7,6 +7,7 @@ FEATURES_FLAGS = flags(
     max_images=lambda wc: metrics_cfg()["max_real"],
     seed=config["seed"],
     device=config["device"],
+    model_precision=config["model_precision"],
 )
 SET_SCORES_FLAGS = flags(
     sets=lambda wc: [f"{m}:{i}:{d}" for m, i, d in metric_sets(wc)],
@@ -15,6 +16,7 @@ SET_SCORES_FLAGS = flags(
     channels=ds_key("channels"),
     k=lambda wc: metrics_cfg()["k"],
     device=config["device"],
+    model_precision=config["model_precision"],
 )
 
 

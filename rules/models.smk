@@ -14,7 +14,7 @@ TRAIN_TEACHER_FLAGS = flags(
     seed=config["seed"],
     **{
         k: (lambda wc, k=k: config["train"]["teacher"][k])
-        for k in ("arch", "epochs", "batch_size", "lr", "weight_decay")
+        for k in ("arch", "epochs", "batch_size", "lr", "weight_decay", "precision")
     },
 )
 QUALITY_FLAGS = flags(
@@ -23,6 +23,7 @@ QUALITY_FLAGS = flags(
     samples_per_class=lambda wc: config["train"]["quality"]["samples_per_class"],
     guidance=config["decode"]["guidance_scale"],
     num_steps=config["invert"]["num_inference_steps"],
+    model_precision=config["model_precision"],
 )
 
 
@@ -38,7 +39,7 @@ rule train_ldm:
     priority: 10  # the longest job and the root of every D3HR chain: start it first
     conda:
         "../envs/d3hr.yaml"
-    threads: 2
+    threads: 1  # beside the teacher's job on 2 cores (1.4x slower than 2 threads, 0.7x the core time)
     resources:
         gpu=1,
     params:
@@ -60,7 +61,7 @@ rule train_teacher:
     priority: 5
     conda:
         "../envs/d3hr.yaml"
-    threads: 2
+    threads: 1  # beside train_ldm; students of real images follow it on the same core
     resources:
         gpu=1,
     params:

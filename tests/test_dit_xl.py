@@ -70,13 +70,19 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
         z0 = f["latents"][:]
         assert z0.shape == (2, 4, 32, 32) and f.attrs["scaling_factor"] == pytest.approx(0.18215)
     # the latents carry the 0.18215 factor: z0 = s * E(x)
-    vae = load_ldm(pipe, components=("vae",)).vae
     from d3hr.data import load_image, to_model_range
+    from d3hr.device import model_dtype
 
-    x = to_model_range(np.stack([load_image(d / f"{cls}_0.JPEG", 256, 3)]))
+    vae = load_ldm(pipe, dtype=model_dtype(torch.device("cpu")), components=("vae",)).vae  # as encode loads it
+    x = to_model_range(np.stack([load_image(d / f"{cls}_0.JPEG", 256, 3)])).to(vae.dtype)
     with torch.no_grad():
-        mean = vae.encode(x).latent_dist.mean * 0.18215
-    assert torch.allclose(mean, torch.from_numpy(z0[:1]), atol=1e-3)
+        mean = vae.encode(x).latent_dist.mean.float() * 0.18215
+    got = torch.from_numpy(z0[:1])
+    if vae.dtype == torch.float32:
+        assert torch.allclose(mean, got, atol=1e-3)
+    else:  # bf16 weights (model_precision auto on a CPU with native bf16): 28 convolutions' rounding, batch 2 vs 1
+        rel = float((mean - got).norm() / mean.norm())
+        assert rel < 0.05, rel  # without the factor (or with it twice) the norms differ 5.5x
 
     inv = tmp_path / "inverted.h5"
     # one DDIM step up and one down (each a guided DiT-XL/2 pass at batch 2): the forwards are most of this test

@@ -38,6 +38,8 @@ CASES = {
                  "real_features"}),
     "device": ("auto", {"encode", "invert", "decode", "ablation_timestep", "ablation_variant", "real_features",
                         "set_scores"} | EVAL),
+    "model_precision": ("fp32", {"encode", "invert", "decode", "ablation_timestep", "ablation_variant",
+                                 "real_features", "set_scores"}),
     "job_server": (False, set()),  # how jobs start, not what they compute: no command changes, nothing reruns
     "datasets.<name>.classes": (["cat"], {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage",
                                          "teacher_table", "prepare_val", "selection_summary", "cost_table",
@@ -122,7 +124,9 @@ TRAIN_CASES = {
         "steps": 3, "batch_size": 3, "lr": 2e-3, "ema_decay": 0.9, "hidden_size": 48, "num_heads": 4,
         "num_layers": 1, "patch_size": 4, "learn_sigma": True, "label_dropout": 0.2}.items()},
     **{f"train.teacher.{k}": (v, {"train_teacher"}) for k, v in {
-        "arch": "convnet_tiny", "epochs": 2, "batch_size": 3, "lr": 3e-3, "weight_decay": 0.02}.items()},
+        "arch": "convnet_tiny", "epochs": 2, "batch_size": 3, "lr": 3e-3, "weight_decay": 0.02,
+        "precision": "fp32"}.items()},
+    "model_precision": ("fp32", {"model_quality"}),  # the other model jobs: CASES
     "train.quality.samples_per_class": (2, {"model_quality"}),
     "datasets.<name>.channels": (1, {"train_ldm", "train_teacher", "model_quality"}),
 }
