@@ -70,7 +70,8 @@ _TWO_PI = np.float32(2 * np.pi)
 def standard_normal(gen: np.random.Generator, groups: int, n: int, d: int) -> np.ndarray:
     """groups x n x d float32 N(0, 1) draws: the Box-Muller transform of float32 uniforms, within each group (its
     first half of uniforms gives radii, its second half angles), so the stream does not depend on how many groups a
-    call draws. 2.1-2.4x numpy's float32 ziggurat at IPC 10 and 50 (docs/benchmarks.md); |e| <= 5.77 (24-bit uniforms)."""
+    call draws. 1.4-2.6x numpy's float32 ziggurat at IPC 10 and 50 on the reference CPU (docs/benchmarks.md); |e| <= 5.77
+    (24-bit uniforms)."""
     k = n * d
     h = (k + 1) // 2
     u = gen.random((groups, 2 * h), dtype=np.float32)

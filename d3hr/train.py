@@ -174,7 +174,7 @@ def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_dec
     AdamW, cosine schedule. The crops matter: students query the teacher on exactly such crops, and a teacher trained
     on whole images only is brittle there (and on the slightly blurred images a VAE decodes). On the CPU, channels-last
     and `precision` ("auto": bf16 autocast where the CPU computes it natively; weights, AdamW and loss in float32):
-    3.2x the float32 step of resnet_tiny on the reference CPU (docs/benchmarks.md)."""
+    2.9x the float32 step of resnet_tiny on the reference CPU (docs/benchmarks.md)."""
     from .augment import random_resized_crop_flip
     from .device import PRECISIONS, native_bf16
 

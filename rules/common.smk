@@ -121,6 +121,14 @@ def ds_key(key):
     return lambda wc: ds(wc)[key]
 
 
+def train_threads(wc):
+    """Threads of each training job: half the cores (at most 8), so that `train_ldm` and `train_teacher` run side by
+    side; on 2 cores one each (0.7x the core time of two threads each, one after the other: docs/benchmarks.md)."""
+    cores = workflow.resource_settings.cores  # --cores (all: the machine's)
+    cores = cores if isinstance(cores, int) and cores < 1 << 16 else 16  # a run without a core count
+    return max(1, min(8, cores // 2))
+
+
 def class_dir(wc):
     return f"{dataset_root_of(wc)}/train/{wc.cls}"
 

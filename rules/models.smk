@@ -39,7 +39,7 @@ rule train_ldm:
     priority: 10  # the longest job and the root of every D3HR chain: start it first
     conda:
         "../envs/d3hr.yaml"
-    threads: 1  # beside the teacher's job on 2 cores (1.4x slower than 2 threads, 0.7x the core time)
+    threads: train_threads  # beside train_teacher: half the cores each
     resources:
         gpu=1,
     params:
@@ -61,7 +61,7 @@ rule train_teacher:
     priority: 5
     conda:
         "../envs/d3hr.yaml"
-    threads: 1  # beside train_ldm; students of real images follow it on the same core
+    threads: train_threads  # beside train_ldm; students of real images follow it on the same cores
     resources:
         gpu=1,
     params:

@@ -120,7 +120,7 @@ def test_bf16_weights_keep_the_round_trip():
     assert abs(moved16 - moved32) < 0.05 * moved32, (moved16, moved32)
 
 
-def test_model_dtype_follows_the_precision(monkeypatch):
+def test_model_dtype_follows_the_precision(monkeypatch, capsys, tmp_path):
     from d3hr import device as dev
     from d3hr.cli import main
 
@@ -132,10 +132,17 @@ def test_model_dtype_follows_the_precision(monkeypatch):
     with pytest.raises(ValueError, match="unknown model precision"):
         dev.set_model_precision("fp16")
     monkeypatch.setattr(dev, "_MODEL_PRECISION", ["auto"])
+    args = ["invert", "--threads", "1", "--cls", "cat", "--label", "0", "--timesteps", "600", "--num-steps", "50",
+            "--guidance", "4", "--batch-size", "8", "--device", "cpu", "--pipeline", str(tmp_path / "none"),
+            "--latents", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "out.h5")]
     with pytest.raises(SystemExit):  # the CLI refuses what the schema refuses
-        main(["invert", "--model-precision", "fp16"])
-    dev.set_model_precision("fp32")
-    assert dev.model_dtype(cpu) == torch.float32  # the process's setting, as the CLI sets it from --model-precision
+        main(args + ["--model-precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
+    assert dev._MODEL_PRECISION == ["auto"]
+    assert main(args + ["--model-precision", "fp32"]) == 2  # parsed, set, then the stage fails on the missing file
+    assert "missing.h5" in capsys.readouterr().err
+    assert dev._MODEL_PRECISION == ["fp32"] and dev.model_dtype(cpu) == torch.float32  # the process's setting
+    assert not (tmp_path / "out.h5").exists()
 
 
 def test_invert_rejects_off_grid_timesteps():

@@ -79,3 +79,35 @@ def test_a_saved_model_loads_with_its_null_row_and_inference_is_unaffected(tmp_p
     for y in (torch.arange(8) % C, torch.full((8,), C)):
         with torch.no_grad():
             torch.testing.assert_close(_forward(ldm.transformer, z, t, y), _forward(dit.eval(), z, t, y))
+
+
+def test_teacher_precision_trains_in_bf16_or_fp32_and_refuses_others(monkeypatch):
+    """train.teacher.precision: fp32 and bf16 both train (the loss falls on a separable toy set, the weights stay
+    float32), bf16 autocast really runs (the convolutions see bf16 inputs), and an unknown name is refused."""
+    import numpy as np
+    import pytest
+
+    from d3hr.nets import create_classifier
+    from d3hr.train import train_classifier
+
+    rng = np.random.default_rng(0)
+    y = np.arange(64) % 2
+    x = np.where(y[:, None, None, None] == 1, 220, 30) + rng.integers(0, 30, (64, 16, 16, 3))
+    x = x.astype(np.uint8)
+    with pytest.raises(ValueError, match="unknown precision"):
+        train_classifier(create_classifier("convnet_tiny", 2, 3, resolution=16, seed=0), x, y, 1, 16, 1e-2, 0.0, 0,
+                         precision="fp16")
+    seen = []
+    for precision in ("fp32", "bf16"):
+        model = create_classifier("convnet_tiny", 2, 3, resolution=16, seed=0)
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        hook = conv.register_forward_hook(lambda m, i, o: seen.append((precision, o.dtype)))
+        model = train_classifier(model, x, y, epochs=4, batch_size=16, lr=1e-2, weight_decay=0.0, seed=0,
+                                 precision=precision)
+        hook.remove()
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        with torch.no_grad():
+            acc = (model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1).argmax(1).numpy() == y).mean()
+        assert acc > 0.9, (precision, acc)
+    assert {d for p, d in seen if p == "fp32"} == {torch.float32}
+    assert {d for p, d in seen if p == "bf16"} == {torch.bfloat16}
