@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from . import D3HRError, __version__, code_version
+from .device import PRECISIONS  # torch-free: the parser imports no torch
 
 
 def _threads(n):
@@ -442,7 +443,7 @@ def build_parser():
     s.add_argument("--batch-size", type=int, required=True)
     s.add_argument("--lr", type=float, required=True)
     s.add_argument("--weight-decay", type=float, required=True)
-    s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    s.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="autocast of the training steps: auto = bf16 where the CPU computes it natively, else fp32")
 
     s = stage("import-classifier", cmd_import_classifier,
@@ -457,7 +458,7 @@ def build_parser():
     s.add_argument("--out", required=True)
 
     def precision_arg(s):
-        s.add_argument("--model-precision", choices=["auto", "fp32", "bf16"], default="auto",
+        s.add_argument("--model-precision", choices=PRECISIONS, default="auto",
                        help="weights of the VAE and the DiT: auto = bf16 where the device computes it natively, else fp32")
 
     s = stage("quality", cmd_quality, "VAE PSNR, teacher top-1, teacher top-1 on DiT samples -> JSON")
@@ -595,7 +596,7 @@ def build_parser():
     s.add_argument("--mix", choices=["cutmix", "mixup"], required=True)
     s.add_argument("--temperature", type=float, required=True, help="0: 20 with CutMix, 4 with MixUp")
     s.add_argument("--hard-label", action="store_true")
-    s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    s.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="autocast of the forward passes: auto = bf16 where the hardware computes it natively")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], required=True)
     s.add_argument("--out", required=True)

@@ -97,11 +97,15 @@ def native_bf16(device) -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def set_model_precision(precision: str) -> None:
-    """The weights' dtype of the VAE and the DiT in this process: "auto" (bf16 where `native_bf16`), "fp32" or "bf16"."""
+def _checked(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown model precision {precision!r}: one of {', '.join(PRECISIONS)}")
-    _MODEL_PRECISION[0] = precision
+    return precision
+
+
+def set_model_precision(precision: str) -> None:
+    """The weights' dtype of the VAE and the DiT in this process: "auto" (bf16 where `native_bf16`), "fp32" or "bf16"."""
+    _MODEL_PRECISION[0] = _checked(precision)
 
 
 def model_dtype(device, precision: str | None = None):
@@ -111,9 +115,7 @@ def model_dtype(device, precision: str | None = None):
     None: the process's setting (`set_model_precision`, default "auto")."""
     import torch
 
-    precision = precision or _MODEL_PRECISION[0]
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown model precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    precision = _checked(precision or _MODEL_PRECISION[0])
     if precision == "bf16" or (precision == "auto" and native_bf16(device)):
         return torch.bfloat16
     return torch.float32
