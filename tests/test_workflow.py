@@ -96,6 +96,21 @@ def test_every_command_of_the_embedded_default_is_accepted_by_the_cli(tmp_path):
     assert len(cmds) > 400
 
 
+def test_the_two_trainings_take_half_the_cores_each(tmp_path):
+    """`train_threads`: on 2 cores `train_ldm` and `train_teacher` get one thread each (so they run side by side),
+    on 8 cores four each, and never more than 8."""
+    import re
+
+    from conftest import copy_workflow
+
+    wd = copy_workflow(tmp_path / "wf")
+    targets = ("results/animal_mnist/models/pipeline", "results/animal_mnist/models/teacher.pt")
+    for cores, want in ((2, 1), (8, 4), (32, 8)):
+        p = snakemake(wd, "-n", "-p", "--forceall", "--cores", str(cores), *targets)
+        threads = dict(re.findall(r"python -m d3hr (train-ldm|train-teacher) --threads (\d+)", p.stdout + p.stderr))
+        assert threads == {"train-ldm": str(want), "train-teacher": str(want)}, (cores, threads)
+
+
 def test_dry_run_has_one_job_per_class(tiny_workflow):
     wd, cfg, _ = tiny_workflow
     jobs = dry_run_jobs(wd)
