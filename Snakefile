@@ -14,6 +14,7 @@ if not workflow.config_settings.configfiles:
 
 
 include: "rules/common.smk"
+include: "rules/inputs.smk"
 
 
 # Aggregations that take seconds: run them where Snakemake runs, never as cluster jobs.
@@ -46,7 +47,7 @@ include: "rules/decode.smk"
 include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
-include: "rules/ablation.smk"
+include: "rules/variants.smk"
 include: "rules/metrics.smk"
 
 

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from d3hr.device import PRECISIONS  # noqa: E402
 from d3hr.evaluate import (  # noqa: E402
-    MEMORY_FORMAT, PRECISIONS, _Batches, autocast_dtype, kd_loss, optimizer, student_step)
+    MEMORY_FORMAT, _Batches, autocast_dtype, kd_loss, optimizer, student_step)
 from d3hr.augment import cutmix, random_resized_crop_flip  # noqa: E402
 from d3hr.nets import create_classifier, frozen_for_inference  # noqa: E402
 

@@ -146,7 +146,7 @@ def main():
     repeats = a.repeats or (3 if gpu else 1)
     torch.set_num_threads(torch.get_num_threads())
     dit, vae = build(size, device)
-    ours_dtype = model_dtype(device)  # as the workflow loads weights (model_precision auto)
+    ours_dtype = model_dtype(device, "auto")  # as the workflow loads weights (model_precision auto)
     ref_dtype = torch.float16 if gpu else torch.float32  # fp16 CPU kernels would make the reference a straw man
     dit_ours = dit.to(ours_dtype)
     import copy

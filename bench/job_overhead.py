@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 # rules whose job builds a network or loads a model checkpoint (target 3 s); every other rule: 1 s
 MODEL_RULES = {"train_ldm", "train_teacher", "model_quality", "encode", "invert", "decode", "dit_noise", "kmeans",
-               "ablation_timestep", "ablation_variant", "evaluate", "evaluate_hard", "teacher_table", "real_features",
+               "ablation_timestep", "decode_variant", "evaluate", "evaluate_hard", "teacher_table", "real_features",
                "set_scores"}
 
 

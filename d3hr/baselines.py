@@ -31,6 +31,41 @@ def random_real(class_dir, ipc: int, seed: int, resolution: int, channels: int =
     return np.stack([load_image(files[i], resolution, channels) for i in pick])
 
 
+def random_real_class(class_dir: str, ipc: int, seed: int, resolution: int, channels: int, out: str):
+    """`random_real` of one class, saved as PNGs in `out`."""
+    from pathlib import Path
+
+    from .images import save_pngs
+
+    imgs = random_real(Path(class_dir), ipc=ipc, seed=seed, resolution=resolution, channels=channels)
+    save_pngs(imgs, out, prefix=Path(class_dir).name.replace(" ", "_"))
+
+
+def noise_class(pipeline: str, cls: str, label: int, ipc: int, seed: int, num_steps: int, guidance: float, out: str):
+    """`noise_latents` of one class in the shape of the pipeline's latents."""
+    from .models import load_ldm
+
+    ldm = load_ldm(pipeline, components=())
+    ldm.check_label(cls, label)
+    noise_latents(out, cls=cls, label=label, ipc=ipc, seed=seed, num_steps=num_steps, guidance=guidance,
+                  latent_shape=(ldm.latent_channels, ldm.latent_size, ldm.latent_size))
+
+
+def kmeans_class(latents: str, pipeline: str, cls: str, label: int, ipc: int, seed: int, timestep: int,
+                 num_steps: int, guidance: float, out: str):
+    """`kmeans_latents` of one class; timestep -1 (kmeans_vae) loads no model and imports no torch."""
+    abar = None
+    if timestep >= 0:  # D4M: noised to the timestep, denoised by the DiT in `decode`
+        from .models import load_ldm
+
+        ldm = load_ldm(pipeline, components=())
+        abar, label = ldm.alphas_cumprod, ldm.check_label(cls, label)
+    else:
+        label = -1
+    kmeans_latents(latents, out, ipc=ipc, seed=seed, timestep=timestep, alphas_cumprod=abar, label=label,
+                   num_steps=num_steps, guidance=guidance)
+
+
 def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 100) -> np.ndarray:
     """Lloyd's K-means with k-means++ initialisation, in float64; returns the k centroids."""
     x = x.reshape(len(x), -1).astype(np.float64)

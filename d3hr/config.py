@@ -103,6 +103,17 @@ def check_semantics(config: dict) -> dict:
     return config
 
 
+# An ablation variant's settings (config `ablation.variants`) and the config keys they replace: a variant runs the
+# main rules (invert, fit_gaussian, select, decode) with those keys changed, from the first stage that reads one.
+VARIANT_KEYS = {"invert_guidance": "invert.guidance_scale", "m": "select.m", "skew_mode": "select.skew_mode",
+                "skew": "select.weights.skew", "decode_start": "decode.start"}
+
+
+def variant_overrides(variant: dict) -> dict:
+    """{config key: value} of a variant's settings."""
+    return {VARIANT_KEYS[k]: v for k, v in variant.items()}
+
+
 def _check_ablation(config: dict):
     abl = config.get("ablation") or {}
     if abl.get("enabled") and abl.get("variants") and abl["ipc"] not in config["select"]["ipc"]:

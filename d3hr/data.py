@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import gzip
 import pickle
 from pathlib import Path
@@ -14,6 +16,7 @@ from .seeds import derive_seed
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
+EMBEDDED_IMAGES_PER_CLASS = {"animal_mnist": 1000}  # before the split into train and val (val_per_class)
 # animal-mnist 0.4: label k is EMBEDDED["animal_mnist"][k] (checked against the pictures).
 EMBEDDED = {
     "animal_mnist": ["Bear", "Bird", "Cat", "Cow", "Dog", "Elephant", "Giraffe", "Horse", "Sheep", "Zebra"],
@@ -171,3 +174,11 @@ def export_embedded_class(name: str, cls: str, out_root, val_per_class: int, see
                 img = np.pad(x[i], ((pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2)))
                 Image.fromarray(img, mode="L").save(tmp / f"{cls}_{i:05d}.png", optimize=False)
     return {k: len(v) for k, v in splits.items()}
+
+
+def export_embedded(name: str, classes: list[str], out: str, val_per_class: int, seed: int, resolution: int):
+    """export_embedded_class for each of `classes` into the dataset root `out` ({out}/{train,val}/{class}/)."""
+    for cls in classes:
+        counts = export_embedded_class(name=name, cls=cls, out_root=out, val_per_class=val_per_class, seed=seed,
+                                       resolution=resolution)
+        print(f"[d3hr] exported {name}/{cls}: {counts}", file=sys.stderr)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from . import D3HRError
 from .ddim import sample, timestep_grid
 from .h5io import check_finite, open_h5, read_attrs
 from .images import save_pngs, to_uint8
-from .device import model_dtype
+from .device import Precision, model_dtype
 from .models import load_ldm
 
 
@@ -42,13 +43,18 @@ def start_timestep(t: int, grid, start: str = "inverted") -> int:
     return int(higher[0]) if len(higher) else int(t)
 
 
-def decode_class(selected_h5, pipeline_dir, out_dir, guidance=None, num_steps=None, resize=None, batch_size=256,
-                 dataset="latents", device="cpu", start="inverted"):
+def decode_class(selected: str, pipeline: str, out: str, guidance: float, num_steps: int, batch_size: int,
+                 latents_name: str, start: Literal["inverted", "above"], device: Any, model_precision: Precision,
+                 resize: int | None = None):
+    """DDIM from the latents `latents_name` of `selected` at their timestep (or VAE decode alone for clean latents,
+    timestep -1) and VAE decode (eq. 5) into PNGs in `out`, resized to `resize` if given."""
+    selected_h5, pipeline_dir, out_dir, dataset = selected, pipeline, out, latents_name
+    resize = resize or None
     with open_h5(selected_h5, "selected latents") as f:
         z = f[dataset][:]
         attrs = read_attrs(f)
     check_finite(z, selected_h5, dataset)
-    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(device, model_precision))
     t = int(attrs["timestep"])
     if t < 0:  # clean latents (K-means centroids): VAE decode only
         with torch.no_grad():

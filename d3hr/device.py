@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 _HELD = []  # open lock files, kept for the life of the process
 
@@ -85,7 +86,7 @@ def pick_device(prefer: str = "auto", lock_dir=".snakemake/gpu-locks"):
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
-_MODEL_PRECISION = ["auto"]  # of this process's diffusion models: set once by the CLI (--model-precision)
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 def native_bf16(device) -> bool:
@@ -97,25 +98,17 @@ def native_bf16(device) -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def _checked(precision: str) -> str:
+def use_bf16(device, precision: str) -> bool:
+    """The one rule for every precision setting: "bf16" always, "auto" where `device` computes bf16 natively (GPUs; on
+    the reference CPU a DiT forward takes half the time, with the same inversion round-trip error and teacher top-1
+    on samples, docs/benchmarks.md), "fp32" never."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown model precision {precision!r}: one of {', '.join(PRECISIONS)}")
-    return precision
+        raise ValueError(f"unknown precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))
 
 
-def set_model_precision(precision: str) -> None:
-    """The weights' dtype of the VAE and the DiT in this process: "auto" (bf16 where `native_bf16`), "fp32" or "bf16"."""
-    _MODEL_PRECISION[0] = _checked(precision)
-
-
-def model_dtype(device, precision: str | None = None):
-    """The dtype of the VAE's and the DiT's weights (the DDIM arithmetic stays in float32): bf16 for "bf16", and for
-    "auto" where the device computes bf16 natively (GPUs; on the reference CPU a DiT forward takes half the time, with
-    the same inversion round-trip error and teacher top-1 on samples, docs/benchmarks.md), else float32. `precision`
-    None: the process's setting (`set_model_precision`, default "auto")."""
+def model_dtype(device, precision: str):
+    """The dtype of the VAE's and the DiT's weights (the DDIM arithmetic stays in float32) under `model_precision`."""
     import torch
 
-    precision = _checked(precision or _MODEL_PRECISION[0])
-    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if use_bf16(torch.device(device), precision) else torch.float32

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -17,17 +18,19 @@ from tqdm import tqdm
 from . import D3HRError
 from .data import iter_image_batches, list_images, to_model_range
 from .h5io import atomic_output, check_finite, create_dataset, provenance, set_attrs
-from .device import model_dtype
+from .device import Precision, model_dtype
 from .models import load_ldm
 from .seeds import derive_seed
 
 
-def encode_class(class_dir, pipeline_dir, out, resolution, channels=3, batch_size=64, sample_posterior=True, seed=0, device="cpu",
-                 on_bad_image="error"):
-    class_dir = Path(class_dir)
+def encode_class(class_dir: str, pipeline: str, out: str, resolution: int, channels: int, batch_size: int,
+                 sample_posterior: bool, on_bad_image: Literal["error", "skip"], seed: int, device: Any,
+                 model_precision: Precision) -> int:
+    """Encode every image of `class_dir` (z0 = s * sample(E(x)), eq. 1, or the posterior mean) into `out`."""
+    class_dir, pipeline_dir = Path(class_dir), pipeline
     cls = class_dir.name
     files = list_images(class_dir)
-    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("vae",))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(device, model_precision), components=("vae",))
     vae, s = ldm.vae, ldm.scaling_factor
     gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "encode", cls))
     shape = (ldm.latent_channels, ldm.latent_size, ldm.latent_size)
@@ -56,6 +59,8 @@ def encode_class(class_dir, pipeline_dir, out, resolution, channels=3, batch_siz
             raise D3HRError(f"{class_dir}: none of its {len(files)} images could be read")
         create_dataset(f, "ids", data=np.asarray(ids, dtype=object))
         set_attrs(f, provenance(stage="encode", cls=cls, model=str(pipeline_dir), resolution=resolution,
-                                scaling_factor=s, sample_posterior=sample_posterior, seed=seed, n_images=len(ids),
-                                n_skipped=len(skipped), skipped=[Path(p).name for p in skipped]))
+                                scaling_factor=s, sample_posterior=sample_posterior, seed=seed,
+                                model_precision=model_precision, model_dtype=str(vae.dtype).removeprefix("torch."),
+                                n_images=len(ids), n_skipped=len(skipped), skipped=[Path(p).name for p in skipped]))
+    print(f"[d3hr] encoded {len(ids)} images -> {out}", file=sys.stderr)
     return len(ids)

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from . import D3HRError
 from .augment import cutmix, mixup, random_resized_crop_flip
-from .device import PRECISIONS, native_bf16
+from .device import Precision, use_bf16
 from .nets import frozen_for_inference
 from .valset import VAL_BATCH, labelled_files, val_batches
 
@@ -48,14 +49,7 @@ def autocast_dtype(device, precision: str = "auto"):
     "fp32" none; "bf16" bfloat16; "auto" bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, a
     CPU with AVX512-BF16 or AMX: 1.7x the float32 student step on the reference CPU, docs/benchmarks.md), else none.
     The choice is recorded in each evaluation's JSON ("autocast")."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: one of {', '.join(PRECISIONS)}")
-    device = torch.device(device)
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    return torch.bfloat16 if native_bf16(device) else None
+    return torch.bfloat16 if use_bf16(torch.device(device), precision) else None
 
 
 def lr_factor(progress: float, schedule: str = "authors") -> float:
@@ -279,3 +273,61 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
         "autocast": "bf16" if dtype == torch.bfloat16 else "none", "precision": precision, "train_set": batches.where,
         "lr_base": lr, "batches_per_epoch": per_epoch, "schedule": schedule,
     }
+
+
+def evaluate_set(class_dirs: list[str], val: str, labels: list[int], teacher: str, student: str, method: str, ipc: str,
+                 seed: int, resolution: int, channels: int, epochs: int, steps: int, batch_size: int, lr: float,
+                 weight_decay: float, schedule: Literal["authors", "cosine"], mix: Literal["cutmix", "mixup"],
+                 temperature: float, precision: Precision, device: Any, out: str, hard_label: bool = False) -> dict:
+    """One evaluation (docs/method.md §6): a student trained on the images of `class_dirs` with the teacher's soft
+    labels (or the class labels, `hard_label`), its top-1 on `val` -> JSON. `steps` > 0 replaces the `epochs` budget;
+    `batch_size` 0 and `lr` 0 take the authors' rules; `temperature` 0 the mix's default."""
+    import json
+    import tempfile
+
+    from .archs import student_lr
+    from .h5io import atomic_output, open_h5, read_attrs, stage_code_version
+    from .nets import create_classifier, load_classifier
+
+    if len(class_dirs) != len(labels):
+        raise D3HRError("--class-dirs and --labels must have one entry per class")
+    lr = student_lr(student, lr)  # before any image is read: an unknown rate fails at once
+    teacher_model, ck = load_classifier(teacher)
+    if max(labels) >= ck["num_classes"]:
+        raise D3HRError(f"{teacher}: the teacher has {ck['num_classes']} classes, but label {max(labels)} is used")
+    with open_h5(val, "validation") as f:
+        val_attrs = read_attrs(f)
+    for key, want in (("resolution", resolution), ("channels", channels), ("labels", list(labels))):
+        got = val_attrs.get(key)
+        if (list(map(int, got)) if key == "labels" and got is not None else got) != want:
+            raise D3HRError(f"{val}: the validation file has {key} {got}, this job {want}; rerun prepare-val")
+    with tempfile.TemporaryDirectory(prefix="d3hr-eval-") as spill:  # a large set is streamed through a uint8 HDF5
+        x, y = load_image_set(class_dirs, labels, resolution=resolution, channels=channels,
+                              spill=Path(spill) / "train.h5", device=device)
+        if len(x) == 0:
+            raise D3HRError(f"no training images in {class_dirs[0]} and the other --class-dirs")
+        # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
+        model = create_classifier(student, num_classes=ck["num_classes"], in_chans=channels,
+                                  small_input=resolution <= 64, resolution=resolution, seed=seed)
+        n_train = len(x)
+        batch_size = batch_size or authors_batch_size(ipc, len(labels), n_train)
+        total = steps or budget_steps(n_train, batch_size, epochs)
+        try:
+            res = train_student(model, None if hard_label else teacher_model, x, y, val, steps=total,
+                                batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, mix=mix,
+                                temperature=temperature or None, hard_label=hard_label,
+                                epochs=None if steps else epochs, device=device, schedule=schedule,
+                                precision=precision)
+        finally:
+            if not isinstance(x, np.ndarray) and hasattr(x, "file"):
+                x.file.close()
+    res.update(method=method, ipc=ipc, student=student, seed=seed, n_train_images=n_train,
+               n_val_images=int(val_attrs.get("n_images", 0)), steps=total, epochs=None if steps else epochs,
+               batch_size=batch_size, lr=lr, weight_decay=weight_decay, mix=mix, hard_label=hard_label,
+               teacher=str(teacher), teacher_arch=ck["arch"], val_crop=val_attrs.get("crop"),
+               code_version=stage_code_version(__name__))
+    with atomic_output(out) as tmp:
+        tmp.write_text(json.dumps(res, indent=1))
+    print(f"[d3hr] {method} ipc {ipc} {student} seed {seed}: top-1 {res['top1']:.4f} "
+          f"(best of the last evaluations {res['top1_best_last']:.4f}) on {res['device']}", file=sys.stderr)
+    return res

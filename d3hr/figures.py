@@ -91,7 +91,8 @@ def qq_data(latents_h5, inverted_h5, timestep: int, n_dims: int = 4) -> pd.DataF
     return pd.concat(rows, ignore_index=True)
 
 
-def plot_normality(gaussian_files, latents_h5, inverted_h5, timestep, png, pdf, table_csv, qq_csv, n_dims=4):
+def plot_normality(gaussian_files: list[str], latents_h5: str, inverted_h5: str, timestep: int, png: str, pdf: str,
+                   table_csv: str, qq_csv: str, n_dims: int = 4):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -172,7 +173,7 @@ def _ipc_order(v):
     return 10**9 if str(v) == "all" else int(v)
 
 
-def plot_accuracy_vs_ipc(accuracy_csv, png, pdf, data_csv):
+def plot_accuracy_vs_ipc(accuracy_csv: str, png: str, pdf: str, data_csv: str):
     import matplotlib.pyplot as plt
 
     style()
@@ -218,7 +219,8 @@ def timestep_table(ablation_files) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_timestep(ablation_files, main_timestep, png, pdf, data_csv, n_classes_shown=5):
+def plot_timestep(ablation_files: list[str], main_timestep: int, png: str, pdf: str, data_csv: str,
+                  n_classes_shown: int = 5):
     import matplotlib.pyplot as plt
 
     style()
@@ -293,7 +295,8 @@ def best_vs_m(selected_files, n_points=40) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(curves), pd.DataFrame(summary)
 
 
-def plot_group_sampling(selected_files, png, pdf, curve_csv, summary_csv, accuracy_csv=None):
+def plot_group_sampling(selected_files: list[str], png: str, pdf: str, curve_csv: str, summary_csv: str,
+                        accuracy_csv: str | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -413,6 +416,21 @@ def plot_samples(image_dirs: dict, png, pdf, data_csv, per_class=5):
 # ------------------------------------------------------------------ storage
 
 
+def sample_grid(images: list[str], methods: list[str], classes: list[str], ipc: int, per_class: int, png: str,
+                pdf: str, data_csv: str):
+    """plot_samples of the image folders `images` (results/{dataset}/images/{method}/ipc{ipc}/{class})."""
+    by_key = {Path(d).parts[-3:]: d for d in images}
+    dirs = {m: [by_key[m, f"ipc{ipc}", c] for c in classes] for m in methods}
+    return plot_samples(dirs, png=png, pdf=pdf, data_csv=data_csv, per_class=per_class)
+
+
+def storage_figure(gaussian_files: list[str], images: list[str], ipcs: list[int], classes: list[str], png: str,
+                   pdf: str, table_csv: str):
+    """plot_storage of D3HR's image folders `images` (results/{dataset}/images/d3hr/ipc{ipc}/{class})."""
+    dirs = {(Path(d).name, int(Path(d).parent.name[3:])): d for d in images}
+    return plot_storage(gaussian_files, {(c, i): dirs[c, i] for i in ipcs for c in classes}, png, pdf, table_csv)
+
+
 def plot_storage(gaussian_files, image_dirs: dict, png, pdf, table_csv):
     import matplotlib.pyplot as plt
 
@@ -440,7 +458,7 @@ def plot_storage(gaussian_files, image_dirs: dict, png, pdf, table_csv):
 # ------------------------------------------------------------------ representativeness x diversity (docs/method.md §7)
 
 
-def plot_representativeness(rep_csv, png, pdf):
+def plot_representativeness(rep_csv: str, png: str, pdf: str):
     """Each method at each IPC on the representativeness (MMD to the real class, lower is better) x diversity (mean
     distance within the set over the real images' own) plane; rows: teacher features, VAE latents."""
     import matplotlib.pyplot as plt

@@ -34,8 +34,9 @@ def normality(x: np.ndarray) -> dict:
     return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def fit_class(inverted_h5, latents_h5, out):
+def fit_class(inverted: str, latents: str, out: str):
     """Write mu/var and normality stats per timestep (group `t{t}`) and for the VAE latents (group `latent`)."""
+    inverted_h5, latents_h5 = inverted, latents
     with open_h5(inverted_h5, "inverted latents") as f:
         attrs = read_attrs(f)
         timesteps = [int(t) for t in f["timesteps"][:]]

@@ -22,11 +22,12 @@ import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 
 from . import D3HRError
-from .h5io import open_h5, provenance, read_attrs, write_h5
+from .h5io import atomic_output, open_h5, provenance, read_attrs, write_h5
 from .seeds import derive_seed
 
 
@@ -151,9 +152,13 @@ def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights 
     )
 
 
-def select_class(gaussian_h5, out, ipc, m, timestep, seed, weights: Weights, skew_mode="paper", chunk_groups=10_000, threads=2):
+def select_class(gaussian: str, out: str, ipc: int, m: int, timestep: int, seed: int, l_mu: float, l_sigma: float,
+                 l_skew: float, skew_mode: Literal["paper", "code"], chunk_groups: int, threads: int = 1):
+    """Group sampling for one class at `timestep` of its Gaussian file: the best of m groups of IPC latents."""
     from tqdm import tqdm
 
+    weights = Weights(mu=l_mu, sigma=l_sigma, skew=l_skew)  # eq. 4.1's lambdas
+    gaussian_h5 = gaussian
     with open_h5(gaussian_h5, "Gaussian") as f:
         attrs = read_attrs(f)
         if f"t{timestep}" not in f:
@@ -176,6 +181,7 @@ def select_class(gaussian_h5, out, ipc, m, timestep, seed, weights: Weights, ske
                   null_label=attrs.get("null_label"), timestep=timestep, ipc=ipc, m=m, chunk_groups=chunk_groups,
                   seed=seed, weights=asdict(weights), skew_mode=skew_mode, score=sel.score, best_chunk=sel.chunk,
                   best_index=sel.index, random_score=sel.random_score, latent_shape=list(shape)))
+    print(f"[d3hr] best score {sel.score:.4f} (random group {sel.random_score:.4f}) -> {out}", file=sys.stderr)
     return sel
 
 
@@ -189,3 +195,9 @@ def summarize(paths) -> "pandas.DataFrame":
             a = read_attrs(f)
         rows.append({k: a.get(k) for k in ("cls", "ipc", "timestep", "m", "skew_mode", "score", "random_score", "best_chunk", "best_index")})
     return pd.DataFrame(rows)
+
+
+def write_summary(selected: list[str], out: str):
+    """summarize(selected) as a CSV file."""
+    with atomic_output(out) as tmp:
+        summarize(selected).to_csv(tmp, index=False)

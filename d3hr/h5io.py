@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import h5py
@@ -81,10 +82,23 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def stage_code_version(module: str) -> str:
+    """The code version of a d3hr module and its imports (d3hr/versions.py: the value a rule of that stage reruns on),
+    from the workflow's cache of module hashes when the job runs in the workflow's folder."""
+    from .versions import module_version
+
+    cache = Path(".snakemake/d3hr")
+    return module_version(module.rpartition(".")[2], cache if cache.is_dir() else None)
+
+
 def provenance(**kw) -> dict:
-    """Provenance attributes: the caller's values plus the code and library versions (read from the installed
-    packages' metadata: importing diffusers only for its version would cost seconds in every small job)."""
+    """Provenance attributes: the caller's values plus the code version of the calling stage module and the library
+    versions (read from the installed packages' metadata: importing diffusers only for its version would cost seconds
+    in every small job)."""
+    caller = sys._getframe(1).f_globals.get("__name__", "")
     out = {"d3hr_version": __version__, "torch_version": _version("torch"), "diffusers_version": _version("diffusers")}
+    if caller.startswith(f"{__package__}."):
+        out["code_version"] = stage_code_version(caller)
     out.update(kw)
     return out
 

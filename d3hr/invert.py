@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import h5py
 import numpy as np
@@ -13,18 +14,20 @@ from tqdm import tqdm
 from . import D3HRError
 from .ddim import invert, timestep_grid
 from .h5io import atomic_output, check_finite, create_dataset, open_h5, provenance, read_attrs, set_attrs
-from .device import model_dtype
+from .device import Precision, model_dtype
 from .models import load_ldm
 
 
-def invert_class(latents_h5, pipeline_dir, out, cls, label, keep_timesteps, num_steps=50, guidance=4.0,
-                 batch_size=256, device="cpu"):
+def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, timesteps: list[int], num_steps: int,
+                 guidance: float, batch_size: int, device: Any, model_precision: Precision):
+    """DDIM-invert the class's latents with CFG (eq. 2) and keep them at `timesteps`."""
+    latents_h5, pipeline_dir, keep_timesteps = latents, pipeline, timesteps
     with open_h5(latents_h5, "latents") as f:
         z0 = f["latents"][:]
         ids = f["ids"][:]
         src = read_attrs(f)
     check_finite(z0, latents_h5, "latents")
-    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("transformer",))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(device, model_precision), components=("transformer",))
     if z0.shape[1:] != (ldm.latent_channels, ldm.latent_size, ldm.latent_size):
         raise D3HRError(f"{latents_h5}: latents of shape {z0.shape[1:]} do not fit the DiT at {pipeline_dir}")
     label = ldm.check_label(cls, int(label))
@@ -46,6 +49,8 @@ def invert_class(latents_h5, pipeline_dir, out, cls, label, keep_timesteps, num_
         create_dataset(f, "ids", data=ids)
         create_dataset(f, "timesteps", data=np.asarray(keep, dtype=np.int64))
         set_attrs(f, provenance(stage="invert", cls=cls, label=label, model=str(pipeline_dir), guidance=guidance,
-                                num_inference_steps=num_steps, timesteps=keep, null_label=ldm.null_label,
+                                num_inference_steps=num_steps, timesteps=keep,
+                                model_precision=model_precision,
+                                model_dtype=str(ldm.transformer.dtype).removeprefix("torch."), null_label=ldm.null_label,
                                 scaling_factor=src.get("scaling_factor"), sample_posterior=src.get("sample_posterior"),
                                 seed=src.get("seed"), n_images=len(z0)))

@@ -16,6 +16,8 @@ exits with the child's exit status and writes the child's CPU time and peak memo
   group (SIGTERM, SIGKILL after 10 s), so no orphan writes outputs.
 - The server initialises no CUDA (its imports' device query is held off: torch would mark every later fork as
   unable to use CUDA): each child picks and initialises its own device after the fork.
+- What this takes of other libraries' private internals (torch's device query, diffusers' cached device type,
+  atexit's handlers) is in d3hr/patches.py, one function each; this module patches nothing itself.
 - A child dies with the server (Linux parent-death signal); the server reaps every child.
 
     python -m d3hr.jobserver serve SOCKET [--parent PID]     # what onstart runs
@@ -157,14 +159,11 @@ def preload():
     """Import what the stages import (not d3hr itself), without initialising CUDA or any thread pool.
 
     One import asks whether CUDA is there (diffusers' `torch_utils` caches its device type), and torch's CUDA query
-    poisons every later fork: a child could not use the GPU. While importing, the query answers 0 devices; each
-    child clears diffusers' cache (`_fresh_device_caches`) and asks afresh."""
-    import torch
+    poisons every later fork: a child could not use the GPU. While importing, the query answers 0 devices
+    (`patches.cuda_query_held_off`); each child makes diffusers ask afresh (`patches.redetect_diffusers_device`)."""
+    from d3hr import patches
 
-    query = getattr(torch._C, "_cuda_getDeviceCount", None)
-    if query is not None:
-        torch._C._cuda_getDeviceCount = lambda: 0
-    try:
+    with patches.cuda_query_held_off():
         import h5py  # noqa: F401
         import numpy  # noqa: F401
         import PIL.Image  # noqa: F401
@@ -182,49 +181,27 @@ def preload():
         matplotlib.use("Agg")
         import matplotlib.pyplot  # noqa: F401
         import seaborn  # noqa: F401
-    finally:
-        if query is not None:
-            torch._C._cuda_getDeviceCount = query
-
-
-def _fresh_device_caches():
-    """In a child: forget the device type that diffusers cached while the server imported it."""
-    tu = sys.modules.get("diffusers.utils.torch_utils")
-    detect = getattr(getattr(tu, "TorchDeviceBackend", None), "_detect_device_type", None)
-    if detect is not None and hasattr(detect, "cache_clear"):
-        detect.cache_clear()
-        if hasattr(tu, "torch_device"):
-            tu.torch_device = tu.get_device()
+        import threadpoolctl  # noqa: F401
 
 
 def _forks_can_use_cuda() -> bool:
     """Whether a child forked now could initialise CUDA (torch marks a fork after a CUDA query as bad)."""
-    import torch
+    from d3hr.patches import cuda_fork_poisoned
 
     pid = os.fork()
     if pid == 0:
-        os._exit(1 if torch.cuda._is_in_bad_fork() else 0)
+        os._exit(1 if cuda_fork_poisoned() else 0)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
-def _set_blas_threads(n: int):
-    """Set the thread count of every OpenBLAS loaded in this process (numpy's, scipy's), as OPENBLAS_NUM_THREADS does
-    for a new process (threadpoolctl's approach, without the dependency)."""
-    import ctypes
+def _limit_threads(n: int):
+    """Limit this process's thread pools to `n` threads, as OMP_NUM_THREADS etc. do for a new process: torch's own and
+    every BLAS and OpenMP library the server loaded (numpy's and scipy's OpenBLAS, torch's OpenMP)."""
+    import torch
+    from threadpoolctl import threadpool_limits
 
-    with open("/proc/self/maps") as f:
-        libs = {line.split()[-1] for line in f if "openblas" in line.lower() and line.rstrip().endswith(".so")}
-    for lib in libs:
-        try:
-            handle = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for name in ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                     "scipy_openblas_set_num_threads"):
-            fn = getattr(handle, name, None)
-            if fn is not None:
-                fn(ctypes.c_int(n))
-                break
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
 
 
 def _child(req: dict) -> int:
@@ -232,12 +209,11 @@ def _child(req: dict) -> int:
     _die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):  # as in a new process
         signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
-    import atexit
     import tempfile
-    import weakref
 
-    atexit._clear()  # the server's exit handlers are not this job's
-    weakref.finalize._registered_with_atexit = False
+    from d3hr import patches  # the server's copy (the d3hr modules are dropped below)
+
+    patches.forget_exit_handlers()  # the server's exit handlers are not this job's
     os.chdir(req["cwd"])
     os.umask(req.get("umask", 0o022))
     os.environ.clear()
@@ -247,13 +223,10 @@ def _child(req: dict) -> int:
     sys.argv = [sys.argv[0], *req["argv"]]
     for name in [m for m in sys.modules if m == "d3hr" or m.startswith("d3hr.")]:
         del sys.modules[name]  # a module edited since the server started is read afresh
-    _fresh_device_caches()
+    patches.redetect_diffusers_device()
     threads = next((req["env"][v] for v in _THREAD_VARS if req["env"].get(v, "").isdigit()), None)
     if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-        _set_blas_threads(int(threads))
+        _limit_threads(int(threads))
     from d3hr.cli import main
 
     try:
@@ -269,7 +242,7 @@ def _child(req: dict) -> int:
 
         traceback.print_exc()
         rc = 1
-    atexit._run_exitfuncs()  # as at the end of a process of its own (the caller leaves with os._exit)
+    patches.run_exit_handlers()  # as at the end of a process of its own (the caller leaves with os._exit)
     return int(rc or 0)
 
 

@@ -15,7 +15,13 @@ training images of a class (n of them) and Y the distilled images of that class 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+
+from .device import Precision
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -113,16 +119,14 @@ def load_images(class_dir, resolution: int, channels: int, max_images: int = 0, 
     return np.stack([load_image(f, resolution, channels) for f in files])
 
 
-def _feature_models(teacher_path, pipeline_dir, device: str):
+def _feature_models(teacher_path, pipeline_dir, device, model_precision: str):
     """The teacher and the pipeline's VAE, loaded once per job, on `device`."""
-    import torch
-
     from .device import model_dtype
     from .models import load_ldm
     from .nets import load_classifier
 
     teacher = load_classifier(teacher_path)[0].to(device)
-    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)), components=("vae",))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(device, model_precision), components=("vae",))
     return teacher, ldm
 
 
@@ -131,36 +135,50 @@ def _features(teacher, ldm, x_uint8) -> dict:
     return {"teacher": teacher_features(teacher, x_uint8), "vae": vae_features(ldm.vae, ldm.scaling_factor, x_uint8)}
 
 
-def real_features(class_dir, teacher_path, pipeline_dir, out, resolution: int, channels: int, max_images: int,
-                  seed: int, device: str = "cpu"):
+def real_features(class_dir: str, teacher: str, pipeline: str, out: str, resolution: int, channels: int,
+                  max_images: int, seed: int, device: Any, model_precision: Precision):
     """Teacher and VAE features of a class's real training images, cached in HDF5 for every method's scores."""
-    from pathlib import Path
-
     from .h5io import check_finite, provenance, write_h5
     from .seeds import derive_seed
 
     cls = Path(class_dir).name
     x = load_images(class_dir, resolution, channels, max_images, derive_seed(seed, "features", cls))
-    feats = _features(*_feature_models(teacher_path, pipeline_dir, device), x)
+    teacher_path, pipeline_dir = teacher, pipeline
+    feats = _features(*_feature_models(teacher_path, pipeline_dir, device, model_precision), x)
     for name, f in feats.items():
         check_finite(f, out, name)
     write_h5(out, feats, provenance(stage="features", cls=cls, teacher=str(teacher_path), model=str(pipeline_dir),
                                     resolution=resolution, n_images=len(x), max_images=max_images, seed=seed))
+    print(f"[d3hr] features of {class_dir}: { {k: v.shape for k, v in feats.items()} }", file=sys.stderr)
     return {k: v.shape for k, v in feats.items()}
 
 
 def class_scores(features_h5, sets: list[tuple[str, str, str]], teacher_path, pipeline_dir, resolution: int,
-                 channels: int, k: int = 5, device: str = "cpu") -> list[dict]:
+                 channels: int, k: int, device, model_precision: str) -> list[dict]:
     """Scores of every (method, ipc, image folder) of one class in both spaces, against the cached real features."""
     import h5py
 
     with h5py.File(features_h5, "r") as f:
         real = {"teacher": f["teacher"][:], "vae": f["vae"][:]}
     bandwidth = {space: median_bandwidth(r) for space, r in real.items()}
-    models = _feature_models(teacher_path, pipeline_dir, device)
+    models = _feature_models(teacher_path, pipeline_dir, device, model_precision)
     rows = []
     for method, ipc, folder in sets:
         for space, y in _features(*models, load_images(folder, resolution, channels)).items():
             rows.append({"method": method, "ipc": str(ipc), "space": space,
                          **set_scores(real[space], y, k, bandwidth[space])})
     return rows
+
+
+def set_scores_class(features: str, sets: list[str], teacher: str, pipeline: str, cls: str, resolution: int,
+                     channels: int, k: int, out: str, device: Any, model_precision: Precision):
+    """class_scores of one class's distilled sets, each given as METHOD:IPC:FOLDER (the folder may hold colons), as
+    a CSV file."""
+    import pandas as pd
+
+    from .h5io import atomic_output
+
+    rows = class_scores(features, [tuple(spec.split(":", 2)) for spec in sets], teacher, pipeline, resolution=resolution,
+                        channels=channels, k=k, device=device, model_precision=model_precision)
+    with atomic_output(out) as tmp:
+        pd.DataFrame(rows).assign(cls=cls).to_csv(tmp, index=False)

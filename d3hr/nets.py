@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -160,6 +162,22 @@ def import_classifier(weights, out, arch: str, num_classes: int, resolution: int
         meta.update(input_mean=list(IMAGENET_MEAN), input_std=list(IMAGENET_STD))
     save_classifier(out, model, meta)
     return model
+
+
+def import_weights(weights: str, out: str, arch: str = "resnet18", num_classes: int = 1000, resolution: int = 224,
+                   input_norm: Literal["imagenet", "none"] = "imagenet", classes_from: str | None = None):
+    """`d3hr import-classifier`: import_classifier, with the class names of a train/ folder (`classes_from`: its sorted
+    class folders, which must number `num_classes`)."""
+    from .data import list_classes
+
+    classes = None
+    if classes_from:
+        classes = list_classes(classes_from)
+        if len(classes) != num_classes:
+            raise D3HRError(f"{classes_from}: {len(classes)} class folders, but --num-classes is {num_classes}")
+    import_classifier(weights, out, arch=arch, num_classes=num_classes, resolution=resolution, classes=classes,
+                      input_norm=input_norm)
+    print(f"[d3hr] {weights} -> {out} ({arch}, {num_classes} classes, input norm {input_norm})", file=sys.stderr)
 
 
 def load_classifier(path, num_classes: int | None = None, map_location="cpu"):

@@ -18,11 +18,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import D3HRError
 from .h5io import atomic_output, open_h5, read_attrs
 from .methods import ordered
 
 COLUMNS = ["method", "ipc", "student", "seed", "hard_label", "top1", "top5", "top1_best_last", "best_step",
            "steps", "n_train_images", "train_seconds"]
+
+
+def write_collected(files: list[str], out: str):
+    """collect(files) as one CSV file."""
+    from .h5io import atomic_output
+
+    with atomic_output(out) as tmp:
+        collect(files).to_csv(tmp, index=False)
+
+
+def write_teacher_check(teacher: str, images: list[str], methods: list[str], ipcs: list[str], classes: list[str],
+                        labels: list[int], resolution: int, channels: int, out: str):
+    """teacher_check_table of every (method, IPC) set among the folders `images` (.../{method}/ipc{ipc}/{class})."""
+    if len(labels) != len(classes):
+        raise D3HRError("--labels must have one entry per class")
+    sets = {(m, str(i)): [str(Path(d)) for d in images if Path(d).parts[-3:-1] == (m, f"ipc{i}")
+                          and Path(d).name in classes] for m in methods for i in ipcs}
+    table = teacher_check_table(teacher, sets, labels=dict(zip(classes, labels)), resolution=resolution,
+                                channels=channels)
+    write_csv(table, out)
 
 
 def collect(files) -> pd.DataFrame:
@@ -60,7 +81,7 @@ def read_eval_csvs(csvs) -> pd.DataFrame:
     return df
 
 
-def write_tables(csvs, out_dir):
+def write_tables(csvs: list[str], out_dir: str):
     """The accuracy tables of the soft-label students (the paper's protocol); hard-label runs: `label_robust`."""
     df = read_eval_csvs(csvs)
     df = df[~df.hard_label]
@@ -137,7 +158,7 @@ def label_robust(df: pd.DataFrame, w: float = 0.5) -> pd.DataFrame:
     return out.sort_values(["ipc", "method"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else c.map(rank))
 
 
-def write_label_robust(csvs, csv, md, w: float = 0.5):
+def write_label_robust(csvs: list[str], csv: str, md: str, w: float = 0.5):
     s = label_robust(read_eval_csvs(csvs), w)
     view = s.assign(**{c: [f"{100 * m:.1f} ± {100 * d:.1f}" if n > 1 else f"{100 * m:.1f}"
                            for m, d, n in zip(s[c], s[f"{c}_std"], s["n"])] for c in ("soft", "hard", "hlr", "ior")},
@@ -175,7 +196,8 @@ def metric_correlation(rep: pd.DataFrame, accuracy_csv) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_representativeness(score_csvs, accuracy_csv, out_csv, out_md, corr_csv, corr_md):
+def write_representativeness(score_csvs: list[str], accuracy_csv: str, out_csv: str, out_md: str, corr_csv: str,
+                             corr_md: str):
     rep = representativeness(score_csvs)
     f3 = lambda v: f"{v:.3f}"
     view = rep[["space", "ipc", "method", "mmd", "coverage", "diversity", "diversity_ratio", "n_classes"]]
@@ -258,6 +280,8 @@ def storage_table(gaussian_files, image_dirs: dict) -> pd.DataFrame:
 def stage_of(benchmark_file, root) -> str:
     """benchmarks/{dataset}/{stage}/... -> the stage name; decode and evaluate are split by method."""
     parts = Path(benchmark_file).relative_to(root).with_suffix("").parts
+    if parts[0] == "variants" and len(parts) > 3:  # variants/{variant}/{stage}/...: an ablation variant's own jobs
+        return f"{parts[2]} (variant {parts[1]})"
     if parts[0] in ("decode", "eval") and len(parts) > 2:
         stage = "decode" if parts[0] == "decode" else "evaluate-hard" if "-hard-seed" in parts[-1] else "evaluate"
         return f"{stage} ({parts[1]})"
@@ -298,7 +322,7 @@ def cost_table(benchmark_files, root, n_classes: int) -> pd.DataFrame:
     return pd.concat([out, pd.DataFrame([total])], ignore_index=True)
 
 
-def write_cost_table(benchmark_files, root, n_classes, csv, md):
+def write_cost_table(benchmark_files: list[str], root: str, n_classes: int, csv: str, md: str):
     t = cost_table(benchmark_files, root, n_classes)
     write_csv(t, csv)
     lines = ["| stage | jobs | total s | s per job | max s | peak RSS MB | s per class |", "|---|---|---|---|---|---|---|"]
@@ -336,3 +360,52 @@ def teacher_check_table(teacher_path, sets: dict, labels: dict, resolution: int,
     rank = {m: i for i, m in enumerate(ordered(df.method.unique()))}
     return df.sort_values(["ipc", "method"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else
                           c.map(rank)).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ ablation variants (rules/variants.smk)
+
+
+def ablation_table(eval_files: list[str], variants: dict, out_csv: str, out_md: str, png: str, pdf: str):
+    """Student top-1 of every variant beside D3HR (and the other methods evaluated at that IPC): mean, std, n over
+    seeds, and what each variant changed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from .methods import METHOD_COLORS, METHOD_LABELS
+
+    rows = [json.loads(Path(f).read_text()) for f in eval_files]
+    df = pd.DataFrame([{k: r[k] for k in ("method", "ipc", "student", "seed", "top1")} for r in rows])
+    df["top1"] *= 100
+    g = df.groupby(["method", "student"]).top1.agg(["mean", "std", "count"]).reset_index()
+    names = {f"variant_{k}": k for k in variants}
+    base = ordered(set(g.method) - set(names))
+    order = base + [m for m in names if m in set(g.method)]
+    g["method"] = pd.Categorical(g.method, order, ordered=True)
+    g = g.sort_values(["student", "method"])
+    g["changes"] = [json.dumps(variants[names[m]]) if m in names else "" for m in g.method]
+    with atomic_output(out_csv) as tmp:
+        g.to_csv(tmp, index=False, float_format="%.2f")
+    lines = ["| set | student | top-1 % | seeds | what changed |", "|---|---|---|---|---|"]
+    for r in g.itertuples():
+        sd = f" ± {r.std:.1f}" if r.count > 1 else ""
+        lines.append(f"| {METHOD_LABELS.get(r.method, names.get(r.method, r.method))} | {r.student} | {r.mean:.1f}{sd} | {r.count} | "
+                     f"{r.changes.replace('|', '/')} |")
+    with atomic_output(out_md) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.2))
+    colors = {m: METHOD_COLORS.get(m, "#8C8C8C") for m in order}
+    sns.barplot(df[df.method.isin(order)], y="method", x="top1", order=order, hue="method", palette=colors,
+                errorbar="sd", capsize=0.2, ax=ax, legend=False)
+    ax.set_yticks(range(len(order)), [METHOD_LABELS.get(m, names.get(m, m)) for m in order])
+    ax.set_xlabel(f"student top-1 (%), IPC {df.ipc.iloc[0]}, mean ± std over seeds")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    for path in (png, pdf):
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix[1:], dpi=150)
+    plt.close(fig)
+    return g

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data import load_split, to_model_range
+from .device import Precision
 from .models import build_dit, build_scheduler, build_vae, load_ldm, save_pipeline
 
 
@@ -155,17 +156,38 @@ def train_dit(root, classes, resolution, channels, vae, steps, batch_size, lr, e
     return ema, scheduler
 
 
-def train_models(root, classes, out_dir, resolution, channels, vae_cfg, dit_cfg, seed):
-    """Train VAE then DiT and save them as one DiTPipeline directory with classes.json and train_log.json."""
+def train_ldm(root: str, classes: list[str], resolution: int, channels: int, seed: int, out: str, vae: dict,
+              dit: dict):
+    """Train VAE then DiT and save them as one DiTPipeline directory with classes.json and train_log.json.
+    `vae`: train_vae's settings; `dit`: train_dit's (steps, batch_size, lr, ema_decay, label_dropout, dit_kwargs)."""
     t0 = time.time()
-    vae = train_vae(root, classes, resolution, channels, seed=seed, **vae_cfg)
+    vae_model = train_vae(root, classes, resolution, channels, seed=seed, **vae)
     t1 = time.time()
-    _log(f"VAE trained in {t1 - t0:.0f} s, scaling factor {vae.config.scaling_factor:.4f}")
-    dit, scheduler = train_dit(root, classes, resolution, channels, vae, seed=seed + 1, **dit_cfg)
+    _log(f"VAE trained in {t1 - t0:.0f} s, scaling factor {vae_model.config.scaling_factor:.4f}")
+    dit_model, scheduler = train_dit(root, classes, resolution, channels, vae_model, seed=seed + 1, **dit)
     t2 = time.time()
     _log(f"DiT trained in {t2 - t1:.0f} s")
-    save_pipeline(out_dir, dit, vae, scheduler, classes)
-    (Path(out_dir) / "train_log.json").write_text(json.dumps({"vae_seconds": t1 - t0, "dit_seconds": t2 - t1}, indent=1))
+    save_pipeline(out, dit_model, vae_model, scheduler, classes)
+    (Path(out) / "train_log.json").write_text(json.dumps({"vae_seconds": t1 - t0, "dit_seconds": t2 - t1}, indent=1))
+
+
+def train_teacher(root: str, classes: list[str], resolution: int, channels: int, seed: int, out: str, arch: str,
+                  epochs: int, batch_size: int, lr: float, weight_decay: float, precision: Precision):
+    """The teacher: `arch` trained on the training split (train_classifier), its val top-1 saved with it."""
+    from .nets import create_classifier, save_classifier
+
+    x, y = load_split(root, "train", classes=classes, resolution=resolution, channels=channels)
+    model = create_classifier(arch, num_classes=len(classes), in_chans=channels, small_input=True,
+                              resolution=resolution, seed=seed)
+    t0 = time.time()
+    train_classifier(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                     precision=precision)
+    xv, yv = load_split(root, "val", classes=classes, resolution=resolution, channels=channels)
+    acc = accuracy(model, xv, yv)
+    _log(f"teacher {arch}: val top-1 {acc:.4f} ({time.time() - t0:.0f} s)")
+    save_classifier(out, model, {"arch": arch, "num_classes": len(classes), "in_chans": channels, "small_input": True,
+                                 "resolution": resolution, "classes": classes, "val_top1": acc,
+                                 "train_seconds": time.time() - t0})
 
 
 def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_decay, seed, desc="train teacher",
@@ -176,11 +198,9 @@ def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_dec
     and `precision` ("auto": bf16 autocast where the CPU computes it natively; weights, AdamW and loss in float32):
     2.9x the float32 step of resnet_tiny on the reference CPU (docs/benchmarks.md)."""
     from .augment import random_resized_crop_flip
-    from .device import PRECISIONS, native_bf16
+    from .device import use_bf16
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: one of {', '.join(PRECISIONS)}")
-    bf16 = precision == "bf16" or (precision == "auto" and native_bf16(torch.device("cpu")))
+    bf16 = use_bf16(torch.device("cpu"), precision)
     fmt = torch.channels_last
     model = model.to(memory_format=fmt)
     torch.manual_seed(seed)
@@ -213,16 +233,44 @@ def accuracy(model, x_uint8, y, batch=512) -> float:
     return correct / len(x_uint8)
 
 
+def model_quality(root: str, classes: list[str], resolution: int, channels: int, seed: int, pipeline: str,
+                  teacher: str, out: str, samples: str | None, samples_per_class: int, guidance: float, num_steps: int,
+                  model_precision: Precision) -> dict:
+    """quality.json (`quality`) with the models' training times, and a PNG grid of the DiT samples (a row per class)."""
+    import numpy as np
+    from PIL import Image
+
+    from .h5io import atomic_output
+
+    q, imgs, _ = quality(pipeline, teacher, root, classes, resolution, channels, samples_per_class, guidance,
+                         num_steps, seed, model_precision)
+    p = Path(pipeline) / "train_log.json"
+    if p.is_file():
+        q.update(json.loads(p.read_text()))
+    ckpt = torch.load(teacher, map_location="cpu", weights_only=False)
+    q["teacher_arch"] = ckpt["arch"]
+    q["teacher_train_seconds"] = round(ckpt.get("train_seconds", float("nan")), 1)
+    with atomic_output(out) as tmp:
+        tmp.write_text(json.dumps(q, indent=1))
+    if samples:
+        k = samples_per_class
+        grid = np.concatenate([np.concatenate(list(imgs[i * k:(i + 1) * k]), axis=1) for i in range(len(classes))])
+        with atomic_output(samples) as tmp:
+            Image.fromarray(grid if grid.shape[-1] == 3 else grid[..., 0]).save(tmp, format="PNG")
+    _log(json.dumps(q, indent=1))
+    return q
+
+
 @torch.no_grad()
-def model_quality(pipeline_dir, teacher_path, root, classes, resolution, channels, samples_per_class, guidance, num_steps, seed):
+def quality(pipeline_dir, teacher_path, root, classes, resolution, channels, samples_per_class, guidance, num_steps,
+            seed, model_precision="auto"):
     """VAE reconstruction PSNR on val, teacher top-1 on val, teacher top-1 on DiT samples from pure noise."""
     from .ddim import sample, timestep_grid
+    from .device import model_dtype
     from .images import to_uint8
     from .nets import load_classifier
 
-    from .device import model_dtype
-
-    ldm = load_ldm(pipeline_dir, dtype=model_dtype(torch.device("cpu")))  # as the stages load it (model_precision)
+    ldm = load_ldm(pipeline_dir, dtype=model_dtype("cpu", model_precision))  # as the stages load it
     teacher, _ = load_classifier(teacher_path, num_classes=len(classes))
     x_val, y_val = load_split(root, "val", classes, resolution, channels)
     xv = to_model_range(x_val)

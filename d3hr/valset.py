@@ -24,7 +24,8 @@ def labelled_files(dirs, labels):
     return files, np.asarray(ys, np.int64)
 
 
-def prepare_val(dirs, labels, resolution: int, channels: int, crop: float, out, classes=None, batch: int = 256):
+def prepare_val(val_dirs: list[str], labels: list[int], resolution: int, channels: int, crop: float, out: str,
+                classes: list[str] | None = None, batch: int = 256):
     """Write the validation split once as uint8 HDF5 (`images` N x H x W x C, `labels`), streaming one batch at a
     time. crop < 1: resize the short side to resolution / crop, then centre-crop `resolution` (the authors' ImageNet
     validation: 256, then 224)."""
@@ -33,7 +34,11 @@ def prepare_val(dirs, labels, resolution: int, channels: int, crop: float, out, 
     from .data import iter_image_batches
     from .h5io import atomic_output, provenance, set_attrs
 
-    files, ys = labelled_files(dirs, labels)
+    from . import D3HRError
+
+    if len(val_dirs) != len(labels):
+        raise D3HRError("--val-dirs and --labels must have one entry per class")
+    files, ys = labelled_files(val_dirs, labels)
     resize = round(resolution / crop)
     off = (resize - resolution) // 2
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:

@@ -11,12 +11,7 @@ rule export_embedded:
     conda:
         "../envs/d3hr.yaml"
     params:
-        args=flags(
-            name=ds_key("embedded"),
-            val_per_class=ds_key("val_per_class"),
-            resolution=ds_key("resolution"),
-            seed=config["seed"],
-        ),
-        code=code_version("export"),
+        args=stage_args("export-embedded"),
+        code=code_version("export-embedded"),
     shell:
-        "python -m d3hr export-embedded {params.args} --classes {wildcards.cls:q} --out data/{wildcards.dataset} > {log:q} 2>&1"
+        stage_cmd("export-embedded")

@@ -1,16 +1,5 @@
-# Decoding into images (docs/method.md §5): the selected latents of D3HR and the latent baselines (one folder per
-# method, IPC, class).
-
-DECODE_FLAGS = flags(
-    latents_name=lambda wc: "random_latents" if wc.method == "d3hr_nogroup" else "latents",
-    guidance=config["decode"]["guidance_scale"],
-    num_steps=config["invert"]["num_inference_steps"],
-    resize=ds_key("decode_resize"),
-    batch_size=config["decode"]["batch_size"],
-    start=config["decode"]["start"],
-    device=config["device"],
-    model_precision=config["model_precision"],
-)
+# Decoding into images (docs/method.md §5): the selected latents of D3HR, of the latent baselines and of the ablation
+# variants (one folder per method, IPC, class).
 
 
 rule decode:
@@ -27,8 +16,18 @@ rule decode:
     resources:
         gpu=1,
     params:
-        args=DECODE_FLAGS,
+        args=stage_args("decode"),
         code=code_version("decode"),
     shell:
-        "python -m d3hr decode --threads {threads} {params.args} --pipeline {input.pipeline:q}"
-        " --selected {input.latents:q} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("decode")
+
+
+use rule decode as decode_variant with:
+    input:
+        unpack(with_models("pipeline", latents=lambda wc: variant_file(wc, "selected"))),
+    output:
+        directory("results/{dataset}/images/variant_{variant}/ipc{ipc}/{cls}"),
+    log:
+        "logs/{dataset}/variants/{variant}/decode/ipc{ipc}/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/variants/{variant}/decode/ipc{ipc}/{cls}.tsv"

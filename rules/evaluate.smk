@@ -1,34 +1,6 @@
 # Evaluation (docs/method.md §6): a student per (method, IPC, student, seed), then per-IPC collectors and the tables.
 
 
-PREPARE_VAL_FLAGS = flags(
-    val_dirs=lambda wc: [f"{dataset_root_of(wc)}/val/{c}" for c in CLASSES[wc.dataset]],
-    classes=classes_of,
-    labels=labels_of,
-    resolution=eval_resolution,
-    channels=ds_key("channels"),
-    crop=lambda wc: EVAL["val_crop"],
-)
-# the student's settings: only these (and the method, IPC, student and seed) rerun an evaluation job
-STUDENT_FLAGS = dict(
-    class_dirs=eval_class_dirs,
-    labels=labels_of,
-    resolution=eval_resolution,
-    channels=ds_key("channels"),
-    method=wildcard("method"),
-    ipc=wildcard("ipc"),
-    student=wildcard("student"),
-    seed=wildcard("seed"),
-    epochs=lambda wc: EVAL["full_epochs"] if wc.method == "full" else EVAL["epochs"],
-    steps=lambda wc: EVAL["full_steps"] if wc.method == "full" else EVAL["steps"],
-    **{
-        k: (lambda wc, k=k: EVAL[k])
-        for k in ("batch_size", "lr", "weight_decay", "schedule", "mix", "temperature", "precision")
-    },
-    device=config["device"],
-)
-
-
 rule prepare_val:
     input:
         split_images("val"),
@@ -41,12 +13,13 @@ rule prepare_val:
     conda:
         "../envs/d3hr.yaml"
     params:
-        args=PREPARE_VAL_FLAGS,
-        code=code_version("prepare_val"),
+        args=stage_args("prepare-val"),
+        code=code_version("prepare-val"),
     shell:
-        "python -m d3hr prepare-val {params.args} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("prepare-val")
 
 
+# only the student's settings (and the method, IPC, student and seed) rerun an evaluation job
 rule evaluate:
     input:
         unpack(with_models("teacher", train=eval_train_input, val="results/{dataset}/val.h5")),
@@ -61,11 +34,10 @@ rule evaluate:
     resources:
         gpu=1,
     params:
-        args=flags(**STUDENT_FLAGS),
+        args=stage_args("evaluate"),
         code=code_version("evaluate"),
     shell:
-        "python -m d3hr evaluate --threads {threads} {params.args} --val {input.val:q} --teacher {input.teacher:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        stage_cmd("evaluate")
 
 
 # The same student trained on the class labels alone (no teacher): for the label-robust scores (evaluate.labels).
@@ -77,7 +49,7 @@ use rule evaluate as evaluate_hard with:
     benchmark:
         "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-hard-seed{seed}.tsv"
     params:
-        args=flags(**STUDENT_FLAGS, hard_label=True),
+        args=stage_args("evaluate", hard_label=True),
         code=code_version("evaluate"),
 
 
@@ -91,14 +63,15 @@ rule collect_eval:
     conda:
         "../envs/d3hr.yaml"
     params:
-        code=code_version("tables"),
+        args=stage_args("collect-eval"),
+        code=code_version("collect-eval"),
     shell:
-        "python -m d3hr collect-eval --out {output:q} {input:q} > {log:q} 2>&1"
+        stage_cmd("collect-eval")
 
 
 rule tables:
     input:
-        lambda wc: [f"results/{wc.dataset}/eval/ipc{i}.csv" for i in eval_ipcs()],
+        eval_tables,
     output:
         csv="results/{dataset}/tables/accuracy.csv",
         md=table("accuracy.md"),
@@ -108,6 +81,7 @@ rule tables:
     conda:
         "../envs/d3hr.yaml"
     params:
+        args=stage_args("tables"),
         code=code_version("tables"),
     shell:
-        "python -m d3hr tables --out-dir results/{wildcards.dataset}/tables {input:q} > {log:q} 2>&1"
+        stage_cmd("tables")

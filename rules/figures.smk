@@ -2,31 +2,6 @@
 # per-IPC) files, so changing one class or one IPC re-plots what shows it; each writes PNG + PDF and a CSV of the
 # plotted numbers.
 
-ABLATION_TIMESTEP_FLAGS = flags(
-    ipc=lambda wc: ablation_cfg()["ipc"],
-    m=lambda wc: ablation_cfg()["m"],
-    timesteps=lambda wc: ablation_cfg()["timesteps"] or config["invert"]["keep_timesteps"],
-    chunk_groups=config["select"]["chunk_groups"],
-    l_mu=config["select"]["weights"]["mu"],
-    l_sigma=config["select"]["weights"]["sigma"],
-    l_skew=config["select"]["weights"]["skew"],
-    skew_mode=config["select"]["skew_mode"],
-    guidance=config["decode"]["guidance_scale"],
-    num_steps=config["invert"]["num_inference_steps"],
-    batch_size=config["decode"]["batch_size"],
-    seed=config["seed"],
-    device=config["device"],
-    model_precision=config["model_precision"],
-)
-TEACHER_TABLE_FLAGS = flags(
-    methods=lambda wc: image_methods(),
-    ipcs=config["select"]["ipc"],
-    classes=classes_of,
-    labels=labels_of,
-    resolution=eval_resolution,
-    channels=ds_key("channels"),
-)
-
 
 rule ablation_timestep:
     input:
@@ -42,11 +17,10 @@ rule ablation_timestep:
     resources:
         gpu=1,
     params:
-        args=ABLATION_TIMESTEP_FLAGS,
-        code=code_version("ablation"),
+        args=stage_args("ablation-timestep"),
+        code=code_version("ablation-timestep"),
     shell:
-        "python -m d3hr ablation-timestep --threads {threads} {params.args} --pipeline {input.pipeline:q}"
-        " --gaussian {input.gaussian:q} --teacher {input.teacher:q} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("ablation-timestep")
 
 
 rule fig_normality:
@@ -62,17 +36,15 @@ rule fig_normality:
     conda:
         "../envs/d3hr.yaml"
     params:
-        args=flags(timestep=config["select"]["timestep"], qq_dims=lambda wc: figures_cfg()["qq_dims"]),
-        code=code_version("figures"),
+        args=stage_args("fig-normality"),
+        code=code_version("fig-normality"),
     shell:
-        "python -m d3hr fig-normality {params.args} --gaussian {input.gaussian:q} --qq-latents {input.qq_latents:q}"
-        " --qq-inverted {input.qq_inverted:q} --png {output.png:q} --pdf {output.pdf:q} --table {output.table:q}"
-        " --qq-csv {output.qq:q} > {log:q} 2>&1"
+        stage_cmd("fig-normality")
 
 
 rule fig_accuracy:
     input:
-        "results/{dataset}/tables/accuracy.csv",
+        accuracy="results/{dataset}/tables/accuracy.csv",
     output:
         png=figure("accuracy_vs_ipc"),
         pdf="results/{dataset}/figures/accuracy_vs_ipc.pdf",
@@ -82,10 +54,10 @@ rule fig_accuracy:
     conda:
         "../envs/d3hr.yaml"
     params:
-        code=code_version("figures"),
+        args=stage_args("fig-accuracy"),
+        code=code_version("fig-accuracy"),
     shell:
-        "python -m d3hr fig-accuracy --accuracy {input:q} --png {output.png:q} --pdf {output.pdf:q} --data {output.data:q}"
-        " > {log:q} 2>&1"
+        stage_cmd("fig-accuracy")
 
 
 rule fig_timestep:
@@ -100,17 +72,16 @@ rule fig_timestep:
     conda:
         "../envs/d3hr.yaml"
     params:
-        timestep=config["select"]["timestep"],
-        code=code_version("figures"),
+        args=stage_args("fig-timestep"),
+        code=code_version("fig-timestep"),
     shell:
-        "python -m d3hr fig-timestep --ablation {input:q} --timestep {params.timestep} --png {output.png:q}"
-        " --pdf {output.pdf:q} --data {output.data:q} > {log:q} 2>&1"
+        stage_cmd("fig-timestep")
 
 
 rule fig_group_sampling:
     input:
         selected=every_class("results/{dataset}/selected/ipc{ipc}/{cls}.h5", ipc=config["select"]["ipc"]),
-        accuracy=group_sampling_accuracy,
+        accuracy=lambda wc: group_sampling_accuracy(wc) or [],
     output:
         png=figure("group_sampling"),
         pdf="results/{dataset}/figures/group_sampling.pdf",
@@ -121,18 +92,10 @@ rule fig_group_sampling:
     conda:
         "../envs/d3hr.yaml"
     params:
-        accuracy=lambda wc, input: f"--accuracy {input.accuracy}" if input.accuracy else "",
-        code=code_version("figures"),
+        args=stage_args("fig-group-sampling"),
+        code=code_version("fig-group-sampling"),
     shell:
-        "python -m d3hr fig-group-sampling --selected {input.selected:q} {params.accuracy} --png {output.png:q}"
-        " --pdf {output.pdf:q} --curve {output.curve:q} --summary {output.summary:q} > {log:q} 2>&1"
-
-
-SAMPLES_FLAGS = flags(
-    methods=lambda wc: image_methods(),
-    classes=grid_classes,
-    per_class=lambda wc: figures_cfg()["grid_per_class"],
-)
+        stage_cmd("fig-group-sampling")
 
 
 rule fig_samples:
@@ -147,11 +110,10 @@ rule fig_samples:
     conda:
         "../envs/d3hr.yaml"
     params:
-        args=SAMPLES_FLAGS,
-        code=code_version("figures"),
+        args=stage_args("fig-samples"),
+        code=code_version("fig-samples"),
     shell:
-        "python -m d3hr fig-samples {params.args} --images-root results/{wildcards.dataset}/images --ipc {wildcards.ipc}"
-        " --png {output.png:q} --pdf {output.pdf:q} --data {output.data:q} > {log:q} 2>&1"
+        stage_cmd("fig-samples")
 
 
 rule fig_storage:
@@ -167,12 +129,10 @@ rule fig_storage:
     conda:
         "../envs/d3hr.yaml"
     params:
-        args=flags(ipcs=config["select"]["ipc"], classes=classes_of),
-        code=code_version("figures"),
+        args=stage_args("fig-storage"),
+        code=code_version("fig-storage"),
     shell:
-        "python -m d3hr fig-storage {params.args} --gaussian {input.gaussian:q}"
-        " --images-root results/{wildcards.dataset}/images/d3hr --png {output.png:q} --pdf {output.pdf:q}"
-        " --table {output.table:q} > {log:q} 2>&1"
+        stage_cmd("fig-storage")
 
 
 rule cost_table:
@@ -186,11 +146,10 @@ rule cost_table:
     conda:
         "../envs/d3hr.yaml"
     params:
-        n_classes=lambda wc: len(CLASSES[wc.dataset]),
-        code=code_version("figures"),
+        args=stage_args("cost-table"),
+        code=code_version("cost-table"),
     shell:
-        "python -m d3hr cost-table --root benchmarks/{wildcards.dataset} --n-classes {params.n_classes} --csv {output.csv:q}"
-        " --md {output.md:q} {input:q} > {log:q} 2>&1"
+        stage_cmd("cost-table")
 
 
 rule teacher_table:
@@ -204,8 +163,7 @@ rule teacher_table:
     conda:
         "../envs/d3hr.yaml"
     params:
-        args=TEACHER_TABLE_FLAGS,
-        code=code_version("figures"),
+        args=stage_args("teacher-table"),
+        code=code_version("teacher-table"),
     shell:
-        "python -m d3hr teacher-table {params.args} --teacher {input.teacher:q}"
-        " --images-root results/{wildcards.dataset}/images --out {output:q} > {log:q} 2>&1"
+        stage_cmd("teacher-table")

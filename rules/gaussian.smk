@@ -1,10 +1,10 @@
-# docs/method.md §3: the Gaussian fit, one job per class.
+# docs/method.md §3: the Gaussian fit, one job per class (and per ablation variant that changes the inversion).
 
 
 rule fit_gaussian:
     input:
-        inverted="results/{dataset}/inverted/{cls}.h5",
-        latents="results/{dataset}/latents/{cls}.h5",
+        inverted=class_h5("inverted"),
+        latents=class_h5("latents"),
     output:
         "results/{dataset}/gaussian/{cls}.h5",
     log:
@@ -16,6 +16,19 @@ rule fit_gaussian:
     resources:
         mem_mb=2000,
     params:
-        code=code_version("fit_gaussian"),
+        args=stage_args("fit-gaussian"),
+        code=code_version("fit-gaussian"),
     shell:
-        "python -m d3hr fit-gaussian --inverted {input.inverted:q} --latents {input.latents:q} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("fit-gaussian")
+
+
+use rule fit_gaussian as fit_gaussian_variant with:
+    input:
+        inverted="results/{dataset}/variants/{variant}/inverted/{cls}.h5",
+        latents=class_h5("latents"),
+    output:
+        "results/{dataset}/variants/{variant}/gaussian/{cls}.h5",
+    log:
+        "logs/{dataset}/variants/{variant}/fit_gaussian/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/variants/{variant}/fit_gaussian/{cls}.tsv"

@@ -1,15 +1,4 @@
-# docs/method.md §2: DDIM inversion, one job per class.
-
-INVERT_FLAGS = flags(
-    cls=wildcard("cls"),
-    label=model_label_of,
-    timesteps=config["invert"]["keep_timesteps"],
-    num_steps=config["invert"]["num_inference_steps"],
-    guidance=config["invert"]["guidance_scale"],
-    batch_size=config["invert"]["batch_size"],
-    device=config["device"],
-    model_precision=config["model_precision"],
-)
+# docs/method.md §2: DDIM inversion, one job per class (and per ablation variant that changes the inversion).
 
 
 rule invert:
@@ -27,8 +16,17 @@ rule invert:
     resources:
         gpu=1,
     params:
-        args=INVERT_FLAGS,
+        args=stage_args("invert"),
         code=code_version("invert"),
     shell:
-        "python -m d3hr invert --threads {threads} {params.args} --pipeline {input.pipeline:q}"
-        " --latents {input.latents:q} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("invert")
+
+
+use rule invert as invert_variant with:
+    output:
+        "results/{dataset}/variants/{variant}/inverted/{cls}.h5",
+    log:
+        "logs/{dataset}/variants/{variant}/invert/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/variants/{variant}/invert/{cls}.tsv"
+    priority: 0

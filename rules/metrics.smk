@@ -1,24 +1,5 @@
 # Representativeness and diversity of every distilled set per class (docs/method.md §7), and the label-robust scores.
 
-FEATURES_FLAGS = flags(
-    class_dir=class_dir,
-    resolution=eval_resolution,
-    channels=ds_key("channels"),
-    max_images=lambda wc: metrics_cfg()["max_real"],
-    seed=config["seed"],
-    device=config["device"],
-    model_precision=config["model_precision"],
-)
-SET_SCORES_FLAGS = flags(
-    sets=lambda wc: [f"{m}:{i}:{d}" for m, i, d in metric_sets(wc)],
-    cls=wildcard("cls"),
-    resolution=eval_resolution,
-    channels=ds_key("channels"),
-    k=lambda wc: metrics_cfg()["k"],
-    device=config["device"],
-    model_precision=config["model_precision"],
-)
-
 
 rule real_features:
     input:
@@ -34,11 +15,10 @@ rule real_features:
     resources:
         gpu=1,
     params:
-        args=FEATURES_FLAGS,
-        code=code_version("metrics"),
+        args=stage_args("features"),
+        code=code_version("features"),
     shell:
-        "python -m d3hr features --threads {threads} {params.args} --teacher {input.teacher:q}"
-        " --pipeline {input.pipeline:q} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("features")
 
 
 rule set_scores:
@@ -55,11 +35,10 @@ rule set_scores:
     resources:
         gpu=1,
     params:
-        args=SET_SCORES_FLAGS,
-        code=code_version("metrics"),
+        args=stage_args("set-scores"),
+        code=code_version("set-scores"),
     shell:
-        "python -m d3hr set-scores --threads {threads} {params.args} --features {input.features:q}"
-        " --teacher {input.teacher:q} --pipeline {input.pipeline:q} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("set-scores")
 
 
 rule representativeness:
@@ -76,15 +55,15 @@ rule representativeness:
     conda:
         "../envs/d3hr.yaml"
     params:
-        code=code_version("metric_tables"),
+        args=stage_args("representativeness"),
+        code=code_version("representativeness"),
     shell:
-        "python -m d3hr representativeness {input.scores:q} --accuracy {input.accuracy:q} --csv {output.csv:q}"
-        " --md {output.md:q} --corr-csv {output.corr_csv:q} --corr-md {output.corr_md:q} > {log:q} 2>&1"
+        stage_cmd("representativeness")
 
 
 rule fig_representativeness:
     input:
-        "results/{dataset}/tables/representativeness.csv",
+        csv="results/{dataset}/tables/representativeness.csv",
     output:
         png=figure("representativeness"),
         pdf="results/{dataset}/figures/representativeness.pdf",
@@ -93,14 +72,15 @@ rule fig_representativeness:
     conda:
         "../envs/d3hr.yaml"
     params:
-        code=code_version("metric_tables"),
+        args=stage_args("fig-representativeness"),
+        code=code_version("fig-representativeness"),
     shell:
-        "python -m d3hr fig-representativeness --csv {input:q} --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
+        stage_cmd("fig-representativeness")
 
 
 rule label_robust_table:
     input:
-        lambda wc: [f"results/{wc.dataset}/eval/ipc{i}.csv" for i in eval_ipcs()],
+        eval_tables,
     output:
         csv="results/{dataset}/tables/label_robust.csv",
         md=table("label_robust.md"),
@@ -109,8 +89,7 @@ rule label_robust_table:
     conda:
         "../envs/d3hr.yaml"
     params:
-        weight=lambda wc: EVAL["lrs_weight"],
-        code=code_version("metric_tables"),
+        args=stage_args("label-robust"),
+        code=code_version("label-robust"),
     shell:
-        "python -m d3hr label-robust {input:q} --weight {params.weight} --csv {output.csv:q} --md {output.md:q}"
-        " > {log:q} 2>&1"
+        stage_cmd("label-robust")

@@ -1,31 +1,5 @@
 # Models of datasets configured with `model: train` / `teacher: train` (the embedded default; docs/method.md §0).
 
-DATA_FLAGS = dict(
-    root=dataset_root_of, classes=classes_of, resolution=ds_key("resolution"), channels=ds_key("channels")
-)
-TRAIN_LDM_FLAGS = flags(
-    **DATA_FLAGS,
-    seed=config["seed"],
-    vae=lambda wc: config["train"]["vae"],
-    dit=lambda wc: dit_settings(),
-)
-TRAIN_TEACHER_FLAGS = flags(
-    **DATA_FLAGS,
-    seed=config["seed"],
-    **{
-        k: (lambda wc, k=k: config["train"]["teacher"][k])
-        for k in ("arch", "epochs", "batch_size", "lr", "weight_decay", "precision")
-    },
-)
-QUALITY_FLAGS = flags(
-    **DATA_FLAGS,
-    seed=config["seed"],
-    samples_per_class=lambda wc: config["train"]["quality"]["samples_per_class"],
-    guidance=config["decode"]["guidance_scale"],
-    num_steps=config["invert"]["num_inference_steps"],
-    model_precision=config["model_precision"],
-)
-
 
 rule train_ldm:
     input:
@@ -43,10 +17,10 @@ rule train_ldm:
     resources:
         gpu=1,
     params:
-        args=TRAIN_LDM_FLAGS,
-        code=code_version("train_ldm"),
+        args=stage_args("train-ldm"),
+        code=code_version("train-ldm"),
     shell:
-        "python -m d3hr train-ldm --threads {threads} {params.args} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("train-ldm")
 
 
 rule train_teacher:
@@ -65,10 +39,10 @@ rule train_teacher:
     resources:
         gpu=1,
     params:
-        args=TRAIN_TEACHER_FLAGS,
-        code=code_version("train_teacher"),
+        args=stage_args("train-teacher"),
+        code=code_version("train-teacher"),
     shell:
-        "python -m d3hr train-teacher --threads {threads} {params.args} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("train-teacher")
 
 
 rule model_quality:
@@ -86,8 +60,7 @@ rule model_quality:
     resources:
         gpu=1,
     params:
-        args=QUALITY_FLAGS,
+        args=stage_args("quality"),
         code=code_version("quality"),
     shell:
-        "python -m d3hr quality --threads {threads} {params.args} --pipeline {input.pipeline:q} --teacher {input.teacher:q}"
-        " --out {output.json:q} --samples {output.samples:q} > {log:q} 2>&1"
+        stage_cmd("quality")

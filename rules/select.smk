@@ -1,21 +1,9 @@
-# docs/method.md §4: group sampling, one job per class and IPC.
-
-SELECT_FLAGS = flags(
-    ipc=wildcard("ipc"),
-    m=config["select"]["m"],
-    timestep=config["select"]["timestep"],
-    chunk_groups=config["select"]["chunk_groups"],
-    l_mu=config["select"]["weights"]["mu"],
-    l_sigma=config["select"]["weights"]["sigma"],
-    l_skew=config["select"]["weights"]["skew"],
-    skew_mode=config["select"]["skew_mode"],
-    seed=config["seed"],
-)
+# docs/method.md §4: group sampling, one job per class and IPC (and per ablation variant that changes the selection).
 
 
 rule select:
     input:
-        "results/{dataset}/gaussian/{cls}.h5",
+        gaussian=class_h5("gaussian"),
     output:
         "results/{dataset}/selected/ipc{ipc}/{cls}.h5",
     log:
@@ -28,10 +16,22 @@ rule select:
     resources:
         mem_mb=1000,
     params:
-        args=SELECT_FLAGS,
+        args=stage_args("select"),
         code=code_version("select"),
     shell:
-        "python -m d3hr select --threads {threads} {params.args} --gaussian {input:q} --out {output:q} > {log:q} 2>&1"
+        stage_cmd("select")
+
+
+use rule select as select_variant with:
+    input:
+        gaussian=lambda wc: variant_file(wc, "gaussian"),
+    output:
+        "results/{dataset}/variants/{variant}/selected/ipc{ipc}/{cls}.h5",
+    log:
+        "logs/{dataset}/variants/{variant}/select/ipc{ipc}/{cls}.log",
+    benchmark:
+        "benchmarks/{dataset}/variants/{variant}/select/ipc{ipc}/{cls}.tsv"
+    priority: 0
 
 
 rule selection_summary:
@@ -44,6 +44,7 @@ rule selection_summary:
     conda:
         "../envs/d3hr.yaml"
     params:
-        code=code_version("select"),
+        args=stage_args("summarize-selection"),
+        code=code_version("summarize-selection"),
     shell:
-        "python -m d3hr summarize-selection --out {output:q} {input:q} > {log:q} 2>&1"
+        stage_cmd("summarize-selection")

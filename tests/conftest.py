@@ -57,6 +57,26 @@ def tiny_pipeline(tmp_path_factory):
     return make_pipeline(tmp_path_factory.mktemp("models") / "pipeline", ["cat", "dog"])
 
 
+TEST_CONFIG = REPO / ".test" / "config.yaml"  # the tiny test configuration (the workflow catalog's place)
+
+
+def tiny_config(root, pipeline, teacher, ipc=(1, 2), m=300, classes="all"):
+    """.test/config.yaml with its dataset, pipeline and teacher at these paths (and the IPCs, m, classes given)."""
+    import yaml
+
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    ds = cfg["datasets"]["tiny"]
+    ds.update(root=str(root), model=str(pipeline), teacher=str(teacher), classes=classes)
+    cfg["select"].update(ipc=list(ipc), m=m)
+    return cfg
+
+
+def write_config(wd, cfg):
+    import yaml
+
+    (Path(wd) / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
 def copy_workflow(dst):
     Path(dst).mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "rules", "config", "envs", "profiles", "report"):
@@ -96,8 +116,6 @@ def dry_run_jobs(workdir, *args):
 def build_tiny_workflow(wd, classes=("cat", "dog"), model_classes=("cat", "dog", "eel")):
     """A tiny workflow directory whose data and models live inside it, referenced by relative paths, so that a copy
     of a finished run (shutil.copytree keeps mtimes and .snakemake/) has nothing pending."""
-    from test_workflow import tiny_config, write_config
-
     wd = copy_workflow(wd)
     make_dataset(wd / "inputs" / "data", classes=classes)
     make_pipeline(wd / "inputs" / "pipeline", list(model_classes))

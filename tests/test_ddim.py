@@ -120,29 +120,37 @@ def test_bf16_weights_keep_the_round_trip():
     assert abs(moved16 - moved32) < 0.05 * moved32, (moved16, moved32)
 
 
-def test_model_dtype_follows_the_precision(monkeypatch, capsys, tmp_path):
+def test_model_dtype_follows_the_precision_given_to_the_stage(monkeypatch, capsys, tmp_path, tiny_pipeline):
+    """model_dtype follows its argument (no process-wide setting), and the CLI's --model-precision reaches it through
+    the stage's arguments."""
+    import numpy as np
+
     from d3hr import device as dev
+    from d3hr import invert as inv
     from d3hr.cli import main
+    from d3hr.h5io import write_h5
 
     cpu = torch.device("cpu")
     assert dev.model_dtype(cpu, "fp32") == torch.float32 and dev.model_dtype(cpu, "bf16") == torch.bfloat16
     for native in (False, True):
         monkeypatch.setattr(dev, "native_bf16", lambda d, native=native: native)
         assert dev.model_dtype(cpu, "auto") == (torch.bfloat16 if native else torch.float32)
-    with pytest.raises(ValueError, match="unknown model precision"):
-        dev.set_model_precision("fp16")
-    monkeypatch.setattr(dev, "_MODEL_PRECISION", ["auto"])
-    args = ["invert", "--threads", "1", "--cls", "cat", "--label", "0", "--timesteps", "600", "--num-steps", "50",
-            "--guidance", "4", "--batch-size", "8", "--device", "cpu", "--pipeline", str(tmp_path / "none"),
-            "--latents", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "out.h5")]
+    with pytest.raises(ValueError, match="unknown precision"):
+        dev.model_dtype(cpu, "fp16")
+    lat = tmp_path / "lat.h5"
+    write_h5(lat, {"latents": np.zeros((2, 4, 8, 8), np.float32), "ids": np.asarray(["a", "b"], dtype=object)}, {})
+    args = ["invert", "--threads", "1", "--cls", "cat", "--label", "0", "--timesteps", "100", "--num-steps", "10",
+            "--guidance", "1", "--batch-size", "8", "--device", "cpu", "--pipeline", str(tiny_pipeline),
+            "--latents", str(lat), "--out", str(tmp_path / "out.h5")]
     with pytest.raises(SystemExit):  # the CLI refuses what the schema refuses
         main(args + ["--model-precision", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
-    assert dev._MODEL_PRECISION == ["auto"]
-    assert main(args + ["--model-precision", "fp32"]) == 2  # parsed, set, then the stage fails on the missing file
-    assert "missing.h5" in capsys.readouterr().err
-    assert dev._MODEL_PRECISION == ["fp32"] and dev.model_dtype(cpu) == torch.float32  # the process's setting
-    assert not (tmp_path / "out.h5").exists()
+    seen = []
+    monkeypatch.setattr(inv, "model_dtype", lambda device, precision: seen.append((str(device), precision))
+                        or torch.float32)
+    for precision in ("bf16", "fp32"):
+        assert main(args + ["--model-precision", precision]) == 0
+    assert seen == [("cpu", "bf16"), ("cpu", "fp32")] and not hasattr(dev, "set_model_precision")
 
 
 def test_invert_rejects_off_grid_timesteps():

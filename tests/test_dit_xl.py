@@ -43,7 +43,7 @@ def dit_xl_pipeline(tmp_path_factory):
 def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
     from d3hr.decode import decode_class
     from d3hr.encode import encode_class
-    from d3hr.group_sampling import Weights, select_class
+    from d3hr.group_sampling import select_class
     from d3hr.gaussian import fit_class
     from d3hr.invert import invert_class
     from d3hr.models import load_ldm
@@ -65,7 +65,8 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
     for i in range(2):  # odd sizes: resized (short side) and centre-cropped to 256
         Image.fromarray(rng.integers(0, 255, (300 + 10 * i, 280, 3), dtype=np.uint8)).save(d / f"{cls}_{i}.JPEG")
     lat = tmp_path / "latents.h5"  # the posterior mean (one VAE pass per image; sampling: tests/test_workflow.py)
-    assert encode_class(d, pipe, lat, 256, 3, batch_size=2, sample_posterior=False, seed=0) == 2
+    assert encode_class(d, pipe, lat, 256, 3, batch_size=2, sample_posterior=False, on_bad_image="error", seed=0,
+                        device="cpu", model_precision="auto") == 2
     with h5py.File(lat) as f:
         z0 = f["latents"][:]
         assert z0.shape == (2, 4, 32, 32) and f.attrs["scaling_factor"] == pytest.approx(0.18215)
@@ -73,7 +74,7 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
     from d3hr.data import load_image, to_model_range
     from d3hr.device import model_dtype
 
-    vae = load_ldm(pipe, dtype=model_dtype(torch.device("cpu")), components=("vae",)).vae  # as encode loads it
+    vae = load_ldm(pipe, dtype=model_dtype("cpu", "auto"), components=("vae",)).vae  # as encode loads it
     x = to_model_range(np.stack([load_image(d / f"{cls}_0.JPEG", 256, 3)])).to(vae.dtype)
     with torch.no_grad():
         mean = vae.encode(x).latent_dist.mean.float() * 0.18215
@@ -86,15 +87,18 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
 
     inv = tmp_path / "inverted.h5"
     # one DDIM step up and one down (each a guided DiT-XL/2 pass at batch 2): the forwards are most of this test
-    invert_class(lat, pipe, inv, cls, 207, [20], num_steps=50, guidance=4.0, batch_size=2)
+    invert_class(lat, pipe, inv, cls, 207, [20], num_steps=50, guidance=4.0, batch_size=2, device="cpu",
+                 model_precision="auto")
     with h5py.File(inv) as f:
         assert f["t20"].shape == (2, 4, 32, 32) and f.attrs["null_label"] == 1000 and f.attrs["label"] == 207
         assert np.isfinite(f["t20"][:]).all()
     gauss = tmp_path / "gaussian.h5"
     fit_class(inv, lat, gauss)
     sel = tmp_path / "selected.h5"
-    select_class(gauss, sel, ipc=2, m=20, timestep=20, seed=0, weights=Weights(), chunk_groups=10, threads=1)
-    images = decode_class(sel, pipe, tmp_path / "images", resize=224, batch_size=2)
+    select_class(gauss, sel, ipc=2, m=20, timestep=20, seed=0, l_mu=1.0, l_sigma=1.0, l_skew=0.5, skew_mode="paper",
+                 chunk_groups=10, threads=1)
+    images = decode_class(sel, pipe, tmp_path / "images", guidance=4.0, num_steps=50, batch_size=2,
+                          latents_name="latents", start="inverted", device="cpu", model_precision="auto", resize=224)
     assert images.shape == (2, 256, 256, 3) and images.dtype == np.uint8
     pngs = sorted((tmp_path / "images").glob("*.png"))
     assert len(pngs) == 2 and Image.open(pngs[0]).size == (224, 224)

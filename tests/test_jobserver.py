@@ -70,6 +70,37 @@ def test_without_a_usable_server_the_client_runs_the_command_itself(server, monk
     assert p.returncode == 0 and "job server" not in p.stderr
 
 
+_POOLS = """
+import json, os, threadpoolctl, torch
+
+
+def main(argv=None):
+    pools = {f"{p['user_api']} {os.path.basename(p['filepath'])}": p["num_threads"]
+             for p in threadpoolctl.threadpool_info()}
+    print(json.dumps({"torch": torch.get_num_threads(), **pools}))
+    return 0
+"""
+
+
+def test_a_jobs_thread_pools_take_its_thread_count(server, tmp_path):
+    """The job's OMP_NUM_THREADS (Snakemake's `threads`) limits the thread pools the server loaded: torch's, and every
+    BLAS and OpenMP library's (numpy's and scipy's OpenBLAS, torch's OpenMP), as in a process of its own. The job is
+    a `d3hr.cli` of its own that reports them (the child imports d3hr from the client's sys.path)."""
+    env, _ = server
+    pkg = tmp_path / "d3hr"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in ("__main__.py", "jobserver.py"):  # the client
+        (pkg / name).write_bytes((REPO / "d3hr" / name).read_bytes())
+    (pkg / "cli.py").write_text(_POOLS)
+    for n in (1, 2):
+        p = d3hr(dict(env, PYTHONPATH=str(tmp_path), OMP_NUM_THREADS=str(n)), "pools", cwd=tmp_path)
+        assert p.returncode == 0 and "ran in the job server" in p.stderr, p.stderr[-2000:]
+        pools = json.loads(p.stdout)
+        assert any(k.startswith("blas ") for k in pools) and any(k.startswith("openmp ") for k in pools), pools
+        assert set(pools.values()) == {n}, pools
+
+
 def _blocking_job(env, tmp_path):
     """An evaluation of a million steps on a tiny set: runs until killed."""
     data, teacher = make_dataset(tmp_path / "data", n_train=4, n_val=2), make_teacher(tmp_path / "t.pt", ["cat", "dog"])
@@ -79,7 +110,8 @@ def _blocking_job(env, tmp_path):
     return ["evaluate", "--class-dirs", str(data / "train/cat"), str(data / "train/dog"), "--val",
             str(tmp_path / "val.h5"), *common, "--teacher", str(teacher), "--student", "convnet_tiny", "--method", "x",
             "--ipc", "4", "--seed", "0", "--epochs", "1", "--steps", "1000000", "--batch-size", "4", "--lr", "0",
-            "--weight-decay", "0.01", "--mix", "cutmix", "--temperature", "0", "--device", "cpu", "--out",
+            "--weight-decay", "0.01", "--mix", "cutmix", "--temperature", "0", "--schedule", "authors", "--precision",
+            "auto", "--device", "cpu", "--out",
             str(tmp_path / "ev.json")]
 
 

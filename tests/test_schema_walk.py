@@ -30,15 +30,14 @@ DS = "tiny"  # the tiny run's dataset name: `datasets.<name>.x` is walked as `da
 
 EVAL = {"evaluate", "evaluate_hard"}
 PER_CLASS = {"encode", "invert", "fit_gaussian", "select", "decode", "random_real", "dit_noise", "kmeans",
-             "ablation_timestep", "ablation_variant", "real_features", "set_scores"}
+             "ablation_timestep", "decode_variant", "real_features", "set_scores"}
 
 # key: (new value, the rules whose jobs use it: their commands change, or they are new jobs[, rules that lose jobs])
 CASES = {
-    "seed": (1, {"encode", "select", "random_real", "dit_noise", "kmeans", "ablation_timestep", "ablation_variant",
-                 "real_features"}),
-    "device": ("auto", {"encode", "invert", "decode", "ablation_timestep", "ablation_variant", "real_features",
+    "seed": (1, {"encode", "select", "random_real", "dit_noise", "kmeans", "ablation_timestep", "real_features"}),
+    "device": ("auto", {"encode", "invert", "decode", "ablation_timestep", "decode_variant", "real_features",
                         "set_scores"} | EVAL),
-    "model_precision": ("fp32", {"encode", "invert", "decode", "ablation_timestep", "ablation_variant",
+    "model_precision": ("fp32", {"encode", "invert", "decode", "ablation_timestep", "decode_variant",
                                  "real_features", "set_scores"}),
     "job_server": (False, set()),  # how jobs start, not what they compute: no command changes, nothing reruns
     "datasets.<name>.classes": (["cat"], {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage",
@@ -47,27 +46,28 @@ CASES = {
                                 PER_CLASS),
     "datasets.<name>.resolution": (24, {"encode", "random_real", "prepare_val", "teacher_table", "real_features",
                                         "set_scores"} | EVAL),
-    "datasets.<name>.decode_resize": (24, {"decode", "prepare_val", "teacher_table", "real_features", "set_scores"}
+    "datasets.<name>.decode_resize": (24, {"decode", "decode_variant", "prepare_val", "teacher_table", "real_features", "set_scores"}
                                       | EVAL),
     "encode.batch_size": (5, {"encode"}),
     "encode.sample_posterior": (False, {"encode"}),
     "encode.on_bad_image": ("skip", {"encode"}),
-    "invert.num_inference_steps": (20, {"invert", "decode", "dit_noise", "kmeans", "ablation_timestep"}),
-    "invert.guidance_scale": (3.0, {"invert", "ablation_variant"}),  # a variant's invert_guidance defaults to it
+    "invert.num_inference_steps": (20, {"invert", "decode", "decode_variant", "dit_noise", "kmeans",
+                                        "ablation_timestep"}),
+    "invert.guidance_scale": (3.0, {"invert"}),
     "invert.keep_timesteps": ([300, 500, 700], {"invert", "ablation_timestep"}),
     "invert.batch_size": (9, {"invert"}),
-    "select.timestep": (300, {"select", "kmeans", "ablation_variant", "fig_normality", "fig_timestep"}),
+    "select.timestep": (300, {"select", "kmeans", "fig_normality", "fig_timestep"}),
     "select.ipc": ([1, 2, 4], {"select", "decode", "random_real", "dit_noise", "kmeans", "selection_summary",
                                "collect_eval", "tables", "label_robust_table", "set_scores", "fig_group_sampling",
                                "fig_storage", "teacher_table", "cost_table"} | EVAL),
-    "select.m": (301, {"select", "ablation_variant"}),  # a variant's m defaults to it
-    "select.chunk_groups": (150, {"select", "ablation_timestep", "ablation_variant"}),
-    "select.weights.mu": (0.9, {"select", "ablation_timestep", "ablation_variant"}),
-    "select.weights.sigma": (0.9, {"select", "ablation_timestep", "ablation_variant"}),
-    "select.weights.skew": (0.4, {"select", "ablation_timestep", "ablation_variant"}),
-    "select.skew_mode": ("code", {"select", "ablation_timestep", "ablation_variant"}),
-    "decode.guidance_scale": (3.0, {"decode", "dit_noise", "kmeans", "ablation_timestep", "ablation_variant"}),
-    "decode.batch_size": (9, {"decode", "ablation_timestep", "ablation_variant"}),
+    "select.m": (301, {"select"}),
+    "select.chunk_groups": (150, {"select", "ablation_timestep"}),
+    "select.weights.mu": (0.9, {"select", "ablation_timestep"}),
+    "select.weights.sigma": (0.9, {"select", "ablation_timestep"}),
+    "select.weights.skew": (0.4, {"select", "ablation_timestep"}),
+    "select.skew_mode": ("code", {"select", "ablation_timestep"}),
+    "decode.guidance_scale": (3.0, {"decode", "dit_noise", "kmeans", "ablation_timestep", "decode_variant"}),
+    "decode.batch_size": (9, {"decode", "ablation_timestep", "decode_variant"}),
     "decode.start": ("above", {"decode"}),
     "evaluate.methods": (["d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full", "kmeans_vae"],
                          {"kmeans", "decode", "collect_eval", "set_scores", "teacher_table", "fig_samples", "cost_table"}
@@ -105,14 +105,15 @@ CASES = {
                                              "fig_representativeness"}),
     "metrics.k": (1, {"set_scores"}),
     "metrics.max_real": (4, {"real_features"}),
-    "ablation.enabled": (False, {"set_scores", "cost_table"}, {"ablation_variant", "ablation_table", "evaluate"}),
-    "ablation.ipc": (1, {"ablation_variant", "ablation_table", "evaluate", "set_scores", "cost_table"},
-                     {"ablation_variant", "evaluate"}),
-    "ablation.variants.<name>.decode_start": ("inverted", {"ablation_variant", "ablation_table"}),
-    "ablation.variants.<name>.skew_mode": ("code", {"ablation_variant", "ablation_table"}),
-    "ablation.variants.<name>.skew": (0.1, {"ablation_variant", "ablation_table"}),
-    "ablation.variants.<name>.m": (100, {"ablation_variant", "ablation_table"}),
-    "ablation.variants.<name>.invert_guidance": (1.0, {"ablation_variant", "ablation_table"}),
+    "ablation.enabled": (False, {"set_scores", "cost_table"}, {"decode_variant", "ablation_table", "evaluate"}),
+    "ablation.ipc": (1, {"decode_variant", "ablation_table", "evaluate", "set_scores", "cost_table"},
+                     {"decode_variant", "evaluate"}),
+    # a variant runs the main rules from the first stage whose keys it changes (rules/variants.smk)
+    "ablation.variants.<name>.decode_start": ("inverted", {"decode_variant", "ablation_table"}),
+    **{f"ablation.variants.<name>.{k}": (v, {"select_variant", "decode_variant", "ablation_table", "cost_table"})
+       for k, v in {"skew_mode": "code", "skew": 0.1, "m": 100}.items()},
+    "ablation.variants.<name>.invert_guidance": (1.0, {"invert_variant", "fit_gaussian_variant", "select_variant",
+                                                       "decode_variant", "ablation_table", "cost_table"}),
 }
 
 # the train keys, on the tiny run that trains its own models (its target: the models' quality check)
@@ -273,12 +274,11 @@ def test_the_check_catches_a_silent_key(tiny_run, tmp_path):
     wd = copy_run(src, tmp_path / "wf")
     smk = wd / "rules" / "figures.smk"
     text = smk.read_text()
-    spec = '    timesteps=lambda wc: ablation_cfg()["timesteps"] or config["invert"]["keep_timesteps"],\n'
-    assert spec in text and "        args=ABLATION_TIMESTEP_FLAGS,\n" in text
-    # the value moves from the command's flags into a param of its own that the command does not use
-    text = text.replace(spec, "").replace("        args=ABLATION_TIMESTEP_FLAGS,\n",
-                                          "        args=ABLATION_TIMESTEP_FLAGS,\n" + spec.replace("    ", "        ", 1))
-    smk.write_text(text)
+    spec = '        args=stage_args("ablation-timestep"),\n'
+    assert spec in text
+    # the command's timesteps fixed, the config's value moved into a param of its own that the command does not use
+    smk.write_text(text.replace(spec, '        args=stage_args("ablation-timestep", timesteps=[500]),\n'
+                                      "        timesteps=ablation_timesteps,\n"))
     case = {"figures.timestep_ablation.timesteps": CASES["figures.timestep_ablation.timesteps"]}
     problems = check_walk(case, walk(wd, cfg, case), _baseline(wd, cfg))
     assert len(problems) == 2 and "rules whose commands change []" in problems[0], problems

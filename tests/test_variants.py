@@ -1,50 +1,64 @@
-"""Ablation variants (rules/ablation.smk): a variant changes one setting and nothing else."""
+"""Ablation variants (rules/variants.smk) run D3HR's own rules with their config keys changed, from the first stage
+whose keys they change: a variant's command differs from D3HR's by its settings and its files, and by nothing else."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from PIL import Image
+import re
 
-from conftest import make_dataset
+from conftest import tiny_config, write_config, copy_workflow, make_dataset, make_pipeline, make_teacher, snakemake
+from test_schema_walk import parse_dry_run
 
-
-@pytest.fixture(scope="module")
-def class_files(tiny_pipeline, tmp_path_factory):
-    from d3hr.encode import encode_class
-    from d3hr.gaussian import fit_class
-    from d3hr.invert import invert_class
-
-    tmp = tmp_path_factory.mktemp("variants")
-    root = make_dataset(tmp / "data", classes=("cat", "dog"), n_train=6)
-    lat, inv, gauss = tmp / "lat.h5", tmp / "inv.h5", tmp / "gauss.h5"
-    encode_class(root / "train" / "dog", tiny_pipeline, lat, 16, 3, batch_size=4, seed=0)
-    invert_class(lat, tiny_pipeline, inv, "dog", 1, [300, 500], num_steps=10, guidance=2.0, batch_size=4)
-    fit_class(inv, lat, gauss)
-    return tmp, lat, gauss
+VARIANTS = {"above": {"decode_start": "above"}, "m3": {"m": 3}, "code": {"skew_mode": "code", "skew": 5.0},
+            "cfg1": {"invert_guidance": 1.0}}
 
 
-def _pngs(folder):
-    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+def _flags(cmd: str) -> dict:
+    """{flag: value} of a `python -m d3hr` command, file flags and the log left out."""
+    cmd = cmd.split(" > ")[0]
+    out = {}
+    for flag, value in re.findall(r"(--[\w-]+)((?: (?!--)\S+)*)", cmd):
+        if not re.search(r"results/|inputs/|data/", value):
+            out[flag] = value.strip()
+    return out
 
 
-def test_a_variant_with_the_main_settings_gives_d3hrs_images_and_each_change_changes_them(tiny_pipeline, class_files):
-    from d3hr.decode import decode_class
-    from d3hr.group_sampling import Weights, select_class
-    from d3hr.variants import variant_class
+def test_each_variant_runs_the_main_rules_from_its_first_changed_stage(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    make_dataset(wd / "inputs" / "data", classes=("cat", "dog"))
+    make_pipeline(wd / "inputs" / "pipeline", ["cat", "dog"])
+    make_teacher(wd / "inputs" / "teacher.pt", ["cat", "dog"])
+    cfg = tiny_config("inputs/data", "inputs/pipeline", "inputs/teacher.pt")
+    cfg["ablation"]["variants"] = VARIANTS
+    write_config(wd, cfg)
+    p = snakemake(wd, "-n", "-p", "results/tiny/tables/ablation.md")
+    jobs = parse_dry_run(p.stdout + p.stderr)
 
-    tmp, lat, gauss = class_files
-    w = Weights()
-    select_class(gauss, tmp / "sel.h5", ipc=3, m=200, timestep=500, seed=0, weights=w, chunk_groups=50, threads=1)
-    decode_class(tmp / "sel.h5", tiny_pipeline, tmp / "d3hr", guidance=2.0, num_steps=10, batch_size=8)
-    main = dict(ipc=3, seed=0, timestep=500, m=200, weights=w, skew_mode="paper", chunk_groups=50, decode_guidance=2.0,
-                decode_start="inverted", invert_guidance=2.0, batch_size=8)
-    variant_class(lat, gauss, tiny_pipeline, tmp / "same", **main)
-    assert np.array_equal(_pngs(tmp / "same"), _pngs(tmp / "d3hr"))
-    changes = {"above": dict(decode_start="above"), "cfg1": dict(invert_guidance=1.0), "m3": dict(m=3),
-               "code": dict(skew_mode="code", weights=Weights(skew=5.0))}
-    for name, change in changes.items():
-        sel = variant_class(lat, gauss, tiny_pipeline, tmp / name, **(main | change))
-        assert len(list((tmp / name).glob("*.png"))) == 3
-        assert not np.array_equal(_pngs(tmp / name), _pngs(tmp / "d3hr")), name
-    assert sel.latents.shape == (3, 4 * 8 * 8)
+    def of(rule, **wc):
+        return [j for j in jobs if j["rule"] == rule
+                and wc.items() <= dict(kv.strip().split("=", 1) for kv in j["wildcards"].split(",") if kv).items()]
+
+    # the rules each variant runs, and where its inputs come from
+    variant = lambda j: re.search(r"variant=(\w+)", j["wildcards"]).group(1)
+    assert {variant(j) for j in of("invert_variant")} == {"cfg1"}
+    assert {variant(j) for j in of("select_variant")} == {"cfg1", "m3", "code"}
+    assert len(of("decode_variant")) == 4 * 2  # every variant, two classes
+    (m3,) = of("select_variant", variant="m3", cls="cat")
+    assert m3["input"] == ["results/tiny/gaussian/cat.h5"]
+    (cfg1,) = of("select_variant", variant="cfg1", cls="cat")
+    assert cfg1["input"] == ["results/tiny/variants/cfg1/gaussian/cat.h5"]
+    (above,) = of("decode_variant", variant="above", cls="cat")
+    assert "results/tiny/selected/ipc2/cat.h5" in above["input"]
+    # against D3HR's own jobs: the same flags but the variant's settings
+    (d3hr_decode,) = of("decode", method="d3hr", ipc="2", cls="cat")
+    diff = {k: v for k, v in _flags(above["cmd"]).items() if _flags(d3hr_decode["cmd"]).get(k) != v}
+    assert diff == {"--start": "above"}, diff
+    (d3hr_select,) = of("select", ipc="2", cls="cat")
+    (code,) = of("select_variant", variant="code", cls="cat")
+    for variant, want in ((m3, {"--m": "3"}), (code, {"--skew-mode": "code", "--l-skew": "5.0"})):
+        diff = {k: v for k, v in _flags(variant["cmd"]).items() if _flags(d3hr_select["cmd"]).get(k) != v}
+        assert diff == want, diff
+    (inv,) = of("invert_variant", variant="cfg1", cls="cat")
+    assert _flags(inv["cmd"])["--guidance"] == "1.0" and _flags(inv["cmd"])["--timesteps"] == "500"
+    (dec,) = of("decode_variant", variant="cfg1", cls="cat")
+    assert _flags(dec["cmd"]) == _flags(d3hr_decode["cmd"])  # decoding as D3HR's, from the variant's own selection
+    assert "results/tiny/variants/cfg1/selected/ipc2/cat.h5" in dec["input"]

@@ -13,33 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import copy_run, copy_workflow, dry_run_jobs, make_dataset, make_pipeline, make_teacher, snakemake
-
-
-def tiny_config(root, pipeline, teacher, ipc=(1, 2), m=300, classes="all"):
-    return {
-        "seed": 0,
-        "device": "cpu",
-        "datasets": {"tiny": {"root": str(root), "classes": classes, "resolution": 16, "channels": 3,
-                              "model": str(pipeline), "teacher": str(teacher)}},
-        "encode": {"batch_size": 4, "sample_posterior": True},
-        "invert": {"num_inference_steps": 10, "guidance_scale": 2.0, "keep_timesteps": [300, 500], "batch_size": 8},
-        "select": {"timestep": 500, "ipc": list(ipc), "m": m, "chunk_groups": 100,
-                   "weights": {"mu": 1.0, "sigma": 1.0, "skew": 0.5}, "skew_mode": "paper"},
-        "decode": {"guidance_scale": 2.0, "batch_size": 8},
-        "evaluate": {"methods": ["d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full"],
-                     "students": ["convnet_tiny"], "seeds": [0], "epochs": 1, "full_epochs": 1, "steps": 3, "full_steps": 3,
-                     "batch_size": 8, "lr": 1e-3,
-                     "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "labels": ["soft", "hard"]},
-        "figures": {"enabled": True, "qq_dims": 3, "grid_ipc": 2, "grid_classes": 10, "grid_per_class": 5,
-                    "timestep_ablation": {"enabled": True, "ipc": 3, "m": 50}},
-        "ablation": {"enabled": True, "ipc": 2, "variants": {"decode_above": {"decode_start": "above"}}},
-        "metrics": {"enabled": True, "k": 2, "max_real": 0},
-    }
-
-
-def write_config(wd, cfg):
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+from conftest import (copy_run, copy_workflow, dry_run_jobs, make_dataset, make_pipeline, make_teacher, snakemake,
+                      tiny_config, write_config)
 
 
 @pytest.fixture()
@@ -123,7 +98,7 @@ def test_dry_run_has_one_job_per_class(tiny_workflow):
     assert sorted(w["method"] + w["ipc"] for r, w in jobs if r == "evaluate") == sorted(
         [m + i for m in ("d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans") for i in "12"] + ["fullall"]
         + ["variant_decode_above2"])
-    assert count("ablation_variant") == ["cat2", "dog2"]  # one per class, at the ablation's IPC only
+    assert count("decode_variant") == ["cat2", "dog2"]  # one per class, at the ablation's IPC only
     assert count("kmeans") == ["cat1", "cat2", "dog1", "dog2"]
 
 
@@ -196,7 +171,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(img)
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "cat") == []
-    assert _rules(jobs) == sorted(["ablation_timestep", "ablation_variant", "ablation_table", "all", "collect_eval",
+    assert _rules(jobs) == sorted(["ablation_timestep", "decode_variant", "ablation_table", "all", "collect_eval",
                                    "decode", "encode", "evaluate", "fit_gaussian", "invert", "kmeans", "random_real",
                                    "select", "selection_summary", "tables", "real_features"] + FIGURE_RULES + SCORE_RULES)
     assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
@@ -218,7 +193,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     jobs = dry_run_jobs(wd)
     assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "evaluate", "select", "selection_summary", "tables",
                                    "cost_table", "fig_accuracy", "fig_group_sampling", "fig_samples", "fig_storage",
-                                   "teacher_table", "ablation_variant", "ablation_table"] + SCORE_RULES)  # variant: select.m
+                                   "teacher_table", "decode_variant", "ablation_table"] + SCORE_RULES)  # the variant decodes D3HR's selection
     assert {w["method"] for r, w in jobs if r == "decode"} == {"d3hr", "d3hr_nogroup"}
     assert {w["method"] for r, w in jobs if r == "evaluate"} == {"d3hr", "d3hr_nogroup", "variant_decode_above"}
     assert {w["method"] for r, w in jobs if r == "evaluate_hard"} == {"d3hr", "d3hr_nogroup"}
@@ -231,7 +206,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     os.rename(tmp_path / "more" / "val" / "eel", root / "val" / "eel")
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "eel") == []
-    assert _rules(jobs) == sorted(["ablation_timestep", "ablation_variant", "ablation_table", "all", "collect_eval",
+    assert _rules(jobs) == sorted(["ablation_timestep", "decode_variant", "ablation_table", "all", "collect_eval",
                                    "decode", "dit_noise", "encode", "evaluate", "fit_gaussian", "invert", "kmeans",
                                    "random_real", "select", "selection_summary", "tables", "real_features",
                                    "prepare_val"]  # the validation split gains the class's images
@@ -297,3 +272,30 @@ def test_unusual_class_names_and_empty_folders(tmp_path):
     (root / "train" / "empty").mkdir()
     p = snakemake(wd, "-n", check=False)
     assert p.returncode != 0 and "empty class folder" in p.stdout + p.stderr
+
+
+def test_the_test_config_runs_by_hand_from_the_repository_root(tmp_path):
+    """`snakemake --configfile .test/config.yaml` plans the whole tiny run on the committed inputs (.test/inputs/), with
+    every kind of job the tests run."""
+    import shutil
+
+    from conftest import REPO
+
+    wd = copy_workflow(tmp_path / "wf")
+    shutil.copytree(REPO / ".test", wd / ".test", ignore=shutil.ignore_patterns("__pycache__"))
+    rules = {r for r, _ in dry_run_jobs(wd, "--configfile", ".test/config.yaml")}
+    assert {"encode", "invert", "select", "decode", "decode_variant", "evaluate", "evaluate_hard", "ablation_table",
+            "fig_samples", "set_scores"} <= rules, rules
+
+
+def test_an_ipc_above_a_class_size_fails_before_any_job_runs(tiny_workflow):
+    """Random real images and K-means draw IPC training images of a class: an IPC above the class's count is refused
+    when the workflow is parsed, naming the class and both numbers (not when the job runs)."""
+    wd, cfg, _ = tiny_workflow
+    write_config(wd, {**cfg, "select": {**cfg["select"], "ipc": [1, 2, 7]}})  # 6 training images per class
+    p = snakemake(wd, "-n", check=False)
+    assert p.returncode != 0
+    assert "select.ipc 7 exceeds the 6 training images of class 'cat' of dataset tiny" in p.stdout + p.stderr
+    methods = ["d3hr", "dit_noise", "d3hr_nogroup"]  # generative sets only: any IPC
+    write_config(wd, {**cfg, "select": {**cfg["select"], "ipc": [1, 2, 7]}, "evaluate": {**cfg["evaluate"], "methods": methods}})
+    snakemake(wd, "-n")

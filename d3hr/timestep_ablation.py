@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from typing import Any, Literal
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from . import D3HRError
 from .ddim import timestep_grid
 from .decode import decode_latents
-from .device import model_dtype
+from .device import Precision, model_dtype
 from .group_sampling import Weights, select_group
 from .h5io import open_h5, provenance, read_attrs, write_h5
 from .models import load_ldm
@@ -38,10 +38,13 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def timestep_ablation_class(gaussian_h5, pipeline_dir, teacher_path, out, ipc: int, m: int, seed: int,
-                            weights: Weights = Weights(), skew_mode="paper", chunk_groups=10_000, guidance=None,
-                            num_steps=None, batch_size=256, threads=2, device="cpu", timesteps=None):
+def timestep_ablation_class(gaussian: str, pipeline: str, teacher: str, out: str, timesteps: list[int], ipc: int, m: int,
+                            seed: int, l_mu: float, l_sigma: float, l_skew: float,
+                            skew_mode: Literal["paper", "code"], chunk_groups: int, guidance: float, num_steps: int,
+                            batch_size: int, device: Any, model_precision: Precision, threads: int = 1):
     """Select (m groups) and decode IPC latents at each kept timestep; store the images and the teacher's predictions."""
+    gaussian_h5, pipeline_dir, teacher_path = gaussian, pipeline, teacher
+    weights = Weights(mu=l_mu, sigma=l_sigma, skew=l_skew)  # eq. 4.1's lambdas
     with open_h5(gaussian_h5, "Gaussian") as f:
         a = read_attrs(f)
         kept = [int(t) for t in f["timesteps"][:]]
@@ -54,7 +57,7 @@ def timestep_ablation_class(gaussian_h5, pipeline_dir, teacher_path, out, ipc: i
         raise D3HRError(f"{gaussian_h5}: no class label in its attributes")
     guidance = float(a["guidance"] if guidance is None else guidance)
     num_steps = int(num_steps or a["num_inference_steps"])
-    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(torch.device(device)))
+    ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(device, model_precision))
     ldm.check_label(cls, int(label))
     teacher, ck = load_classifier(teacher_path)
     if int(label) >= ck["num_classes"]:
@@ -77,4 +80,6 @@ def timestep_ablation_class(gaussian_h5, pipeline_dir, teacher_path, out, ipc: i
                                    teacher=str(teacher_path), ipc=ipc, m=m, chunk_groups=chunk_groups, seed=seed,
                                    weights=asdict(weights), skew_mode=skew_mode, guidance=guidance,
                                    num_inference_steps=num_steps, timesteps=[r[0] for r in rows]))
+    for t, score, top1 in rows:
+        print(f"[d3hr] t={t}: best score {score:.4f}, teacher top-1 {top1:.3f}", file=sys.stderr)
     return rows
