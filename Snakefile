@@ -30,7 +30,6 @@ localrules:
     fig_samples,
     fig_storage,
     cost_table,
-    teacher_table,
     ablation_table,
     representativeness,
     fig_representativeness,

@@ -21,7 +21,7 @@ repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 with tempfile.TemporaryDirectory() as d:
     d = Path(d)
     wd = copy_workflow(d / "wf")
-    root = make_fake_imagenet(d / "imagenet", 1000)
+    root = make_fake_imagenet(d / "imagenet", 1000, n_train=50)  # IPC 50 of random real images
     (d / "DiT-XL-2-256").mkdir()
     (d / "resnet18.pt").touch()
     (d / "imagenet.yaml").write_text(yaml.safe_dump(imagenet_config(root, d / "DiT-XL-2-256", d / "resnet18.pt")))

@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO))
 
 # rules whose job builds a network or loads a model checkpoint (target 3 s); every other rule: 1 s
 MODEL_RULES = {"train_ldm", "train_teacher", "model_quality", "encode", "invert", "decode", "dit_noise", "kmeans",
-               "ablation_timestep", "decode_variant", "evaluate", "evaluate_hard", "teacher_table", "real_features",
-               "set_scores"}
+               "ablation_timestep", "invert_variant", "decode_variant", "evaluate", "evaluate_hard", "teacher_table",
+               "real_features", "sanity_table", "set_scores"}
 
 
 def shell_commands(wd: Path, snakemake) -> dict[str, str]:

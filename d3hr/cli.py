@@ -95,11 +95,12 @@ def main(argv=None):
     fn = args.stage_fn
     params = inspect.signature(fn).parameters
     kwargs = {k: getattr(args, k) for k in params if hasattr(args, k)}
-    if "torch" in sys.modules:  # the stage's module imported torch: the job's thread count is torch's
+    if args.threads and "torch" in sys.modules:  # the stage's module imported torch: the job's threads are torch's
         import torch
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
+    elif args.threads:  # a stage that imports torch later, if at all: torch reads these when it is imported
+        os.environ.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     if "threads" in params:
         kwargs["threads"] = args.threads or 1
     try:

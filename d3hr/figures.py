@@ -92,7 +92,7 @@ def qq_data(latents_h5, inverted_h5, timestep: int, n_dims: int = 4) -> pd.DataF
 
 
 def plot_normality(gaussian_files: list[str], latents_h5: str, inverted_h5: str, timestep: int, png: str, pdf: str,
-                   table_csv: str, qq_csv: str, n_dims: int = 4):
+                   table_csv: str, qq_csv: str, n_dims: int):
     import matplotlib.pyplot as plt
     import seaborn as sns
 

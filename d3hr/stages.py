@@ -138,6 +138,11 @@ STAGES: dict[str, Stage] = {
     "ablation-table": Stage(
         "tables:ablation_table", "table + figure: student top-1 of the ablation variants",
         FIG | dict(eval_files="in:*", variants="fn:ablation_variants_of", out_csv="out:csv", out_md="out:md")),
+    "sanity": Stage(
+        "sanity:write_sanity", "checks of the tables: teacher, full vs random real, random real vs IPC, recognition",
+        dict(accuracy_csv="in:accuracy", teacher_check_csv="in:teacher_check", quality_json="fn:quality_json",
+             teacher="in:teacher", teacher_min_top1="cfg:sanity.teacher_min_top1",
+             recognition_min="cfg:sanity.recognition_min", csv="out:csv", md="out:md")),
     "ablation-timestep": Stage(
         "timestep_ablation:timestep_ablation_class",
         "inversion-timestep ablation of one class: select + decode at every kept timestep, teacher top-1 -> HDF5",

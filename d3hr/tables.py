@@ -158,7 +158,7 @@ def label_robust(df: pd.DataFrame, w: float = 0.5) -> pd.DataFrame:
     return out.sort_values(["ipc", "method"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else c.map(rank))
 
 
-def write_label_robust(csvs: list[str], csv: str, md: str, w: float = 0.5):
+def write_label_robust(csvs: list[str], csv: str, md: str, w: float):
     s = label_robust(read_eval_csvs(csvs), w)
     view = s.assign(**{c: [f"{100 * m:.1f} ± {100 * d:.1f}" if n > 1 else f"{100 * m:.1f}"
                            for m, d, n in zip(s[c], s[f"{c}_std"], s["n"])] for c in ("soft", "hard", "hlr", "ior")},

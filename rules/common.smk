@@ -22,6 +22,7 @@ from d3hr.jobserver import start_server, stop_server
 from d3hr.stages import STAGES
 from d3hr.stages import code_version as _code_version
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 try:
@@ -58,6 +59,7 @@ onstart:
 
 onsuccess:
     stop_server(JOB_SERVER[0] if JOB_SERVER else None)
+    warn_failed_sanity_checks()
 
 
 onerror:
@@ -186,3 +188,12 @@ def table(name, caption=None):
     """A table (name with its extension), shown in the report under Tables with the caption report/{caption}.rst."""
     stem = name.rsplit(".", 1)[0]
     return report(f"results/{{dataset}}/tables/{name}", caption=f"../report/{caption or stem}.rst", category="Tables")
+
+
+def warn_failed_sanity_checks():
+    """At the end of a run: a warning for every failed check of each dataset's tables/sanity.csv."""
+    from d3hr.sanity import failed_checks
+
+    for name in config["datasets"]:
+        for line in failed_checks(f"results/{name}/tables/sanity.csv"):
+            logger.warning(f"sanity check failed (results/{name}/tables/sanity.md; README, sanity checks): {line}")

@@ -152,6 +152,23 @@ rule cost_table:
         stage_cmd("cost-table")
 
 
+rule sanity_table:
+    input:
+        unpack(sanity_inputs),
+    output:
+        csv="results/{dataset}/tables/sanity.csv",
+        md=table("sanity.md"),
+    log:
+        "logs/{dataset}/tables/sanity.log",
+    conda:
+        "../envs/d3hr.yaml"
+    params:
+        args=stage_args("sanity"),
+        code=code_version("sanity"),
+    shell:
+        stage_cmd("sanity")
+
+
 rule teacher_table:
     input:
         images=lambda wc: image_dirs(wc.dataset, image_methods(), config["select"]["ipc"], CLASSES[wc.dataset]),

@@ -293,6 +293,17 @@ def group_sampling_accuracy(wc):
     return None
 
 
+def quality_json(wc):
+    """The models' quality check, where the workflow trains them (it holds the teacher's val top-1); else None."""
+    return f"results/{wc.dataset}/models/quality.json" if ds(wc)["model"] == "train" else None
+
+
+def sanity_inputs(wc):
+    """The sanity table's inputs: the accuracy and teacher-check tables, the teacher, the quality check if any."""
+    tables = {k: f"results/{wc.dataset}/tables/{k}.csv" for k in ("accuracy", "teacher_check")}
+    return tables | {"teacher": teacher_path(wc), "quality": quality_json(wc) or []}
+
+
 def benchmark_root(wc):
     return f"benchmarks/{wc.dataset}"
 
@@ -332,7 +343,7 @@ def figure_targets(name):
     out += [f"{r}/tables/costs.md", f"{r}/tables/teacher_check.csv"]
     out += [f"{r}/figures/timestep.png"] * ablation_on() + [f"{r}/figures/representativeness.png"] * metrics_on()
     if eval_methods():
-        out.append(f"{r}/figures/accuracy_vs_ipc.png")
+        out += [f"{r}/figures/accuracy_vs_ipc.png", f"{r}/tables/sanity.md"]
         out += [f"{r}/tables/ablation.md"] * bool(ablation_variants())
     return out
 
@@ -385,8 +396,9 @@ def ablation_eval_files(wc):
 
 
 def check_ipc_fits():
-    """Before any job runs: an IPC above a class's number of training images, where a method draws IPC of them."""
-    needs = [m for m in ("random_real", "kmeans", "kmeans_vae") if m in eval_methods()]
+    """Before any job runs: an IPC above a class's number of training images, where a method draws IPC of them (where
+    Snakemake plans the run; a cluster job, which parses the workflow again, does not list every class folder again)."""
+    needs = [m for m in ("random_real", "kmeans", "kmeans_vae") if m in eval_methods() and not workflow.remote_exec]
     ipc = max(config["select"]["ipc"])
     for name, d in config["datasets"].items():
         for c in CLASSES[name] if needs else []:

@@ -91,7 +91,8 @@ CASES = {
     "evaluate.val_crop": (0.875, {"prepare_val"}),
     "figures.enabled": (False, set(), {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage", "fig_timestep",
                                        "fig_accuracy", "teacher_table", "cost_table", "ablation_timestep",
-                                       "ablation_table", "evaluate", "fig_representativeness"}),  # evaluate: variants
+                                       "ablation_table", "evaluate", "fig_representativeness", "sanity_table"}),
+    # (evaluate: the variants' students)
     "figures.qq_class": ("dog", {"fig_normality"}),
     "figures.qq_dims": (2, {"fig_normality"}),
     "figures.grid_ipc": (1, {"fig_samples"}, {"fig_samples"}),  # samples_ipc{grid_ipc}.png: another file
@@ -101,6 +102,8 @@ CASES = {
     "figures.timestep_ablation.ipc": (2, {"ablation_timestep"}),
     "figures.timestep_ablation.m": (60, {"ablation_timestep"}),
     "figures.timestep_ablation.timesteps": ([500], {"ablation_timestep"}),
+    "sanity.teacher_min_top1": (0.5, {"sanity_table"}),
+    "sanity.recognition_min": (0.5, {"sanity_table"}),
     "metrics.enabled": (False, {"cost_table"}, {"real_features", "set_scores", "representativeness",
                                              "fig_representativeness"}),
     "metrics.k": (1, {"set_scores"}),

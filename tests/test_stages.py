@@ -69,6 +69,10 @@ def test_every_parameter_of_every_stage_has_one_source():
         if s.sources:
             problems += [f"{name}: parameter without a source: {p}" for p, v in params.items()
                          if v.default is inspect.Parameter.empty and p not in s.sources and p not in PROCESS]
+        # a value the config sets has its default in the schema alone (None, "absent", is not a second default)
+        problems += [f"{name}: {p} has a default of its own ({params[p].default!r}) besides the schema's"
+                     for p, src in s.sources.items() if src.startswith(("cfg:", "ds:"))
+                     and params[p].default not in (inspect.Parameter.empty, None)]
     assert not problems, "\n".join(problems)
     assert len(STAGES) > 30
 

@@ -126,7 +126,7 @@ def _rules(jobs):
 
 
 FIGURE_RULES = ["cost_table", "fig_accuracy", "fig_group_sampling", "fig_normality", "fig_samples", "fig_storage",
-                "fig_timestep", "teacher_table"]
+                "fig_timestep", "teacher_table", "sanity_table"]
 # per-class set scores and their tables; hard-label students and the label-robust table
 SCORE_RULES = ["set_scores", "representativeness", "fig_representativeness", "evaluate_hard", "label_robust_table"]
 
@@ -185,7 +185,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     jobs = dry_run_jobs(wd)
     assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "dit_noise", "evaluate", "kmeans", "random_real",
                                    "select", "selection_summary", "tables", "cost_table", "fig_accuracy",
-                                   "fig_group_sampling", "fig_storage", "teacher_table"] + SCORE_RULES)
+                                   "fig_group_sampling", "fig_storage", "teacher_table", "sanity_table"] + SCORE_RULES)
     assert {w["ipc"] for r, w in jobs if "ipc" in w} == {"3"}
 
     # 4. changing a group-sampling parameter schedules no encode or invert job
@@ -193,7 +193,8 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     jobs = dry_run_jobs(wd)
     assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "evaluate", "select", "selection_summary", "tables",
                                    "cost_table", "fig_accuracy", "fig_group_sampling", "fig_samples", "fig_storage",
-                                   "teacher_table", "decode_variant", "ablation_table"] + SCORE_RULES)  # the variant decodes D3HR's selection
+                                   "teacher_table", "sanity_table", "decode_variant", "ablation_table"]
+                                  + SCORE_RULES)  # the variant decodes D3HR's selection
     assert {w["method"] for r, w in jobs if r == "decode"} == {"d3hr", "d3hr_nogroup"}
     assert {w["method"] for r, w in jobs if r == "evaluate"} == {"d3hr", "d3hr_nogroup", "variant_decode_above"}
     assert {w["method"] for r, w in jobs if r == "evaluate_hard"} == {"d3hr", "d3hr_nogroup"}
