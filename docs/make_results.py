@@ -66,7 +66,8 @@ def blocks() -> dict[str, str]:
     }
     for name, rel in (("accuracy", "tables/accuracy.md"), ("costs", "tables/costs.md"),
                       ("representativeness", "tables/representativeness.md"),
-                      ("metric_correlation", "tables/metric_correlation.md"), ("label_robust", "tables/label_robust.md")):
+                      ("metric_correlation", "tables/metric_correlation.md"), ("label_robust", "tables/label_robust.md"),
+                      ("sanity", "tables/sanity.md")):
         if (R / rel).exists():  # a run still in progress has no tables yet
             out[name] = (R / rel).read_text().strip()
     if "accuracy" in out:  # the README shows the headline table: top-1 at the end of training
