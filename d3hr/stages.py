@@ -48,7 +48,7 @@ FIG = dict(png="out:png", pdf="out:pdf")
 STAGES: dict[str, Stage] = {
     "export-embedded": Stage(
         "data:export_embedded", "export classes of an embedded dataset to image folders",
-        dict(name="ds:embedded", classes="wc:cls", out="fn:export_root", val_per_class="ds:val_per_class",
+        dict(name="ds:embedded", classes="wc:cls", out="fn:dataset_root_of", val_per_class="ds:val_per_class",
              seed="cfg:seed", resolution="ds:resolution")),
     "train-ldm": Stage(
         "train:train_ldm", "train a small VAE + DiT and save a DiTPipeline directory",

@@ -108,13 +108,6 @@ def all_targets():
     return out
 
 
-# ---------------------------------------------------------------- the embedded export (rules/data.smk)
-
-
-def export_root(wc):
-    return f"data/{wc.dataset}"
-
-
 # ---------------------------------------------------------------- models trained by the workflow (rules/models.smk)
 
 # train.dit keys of the training loop; the others build the DiT
@@ -182,7 +175,7 @@ def val_dirs(wc):
 def eval_class_dirs(wc):
     if wc.method == "full":
         return [f"{dataset_root_of(wc)}/train/{c}" for c in CLASSES[wc.dataset]]
-    return [f"results/{wc.dataset}/images/{wc.method}/ipc{wc.ipc}/{c}" for c in CLASSES[wc.dataset]]
+    return image_dirs(wc.dataset, [wc.method], [wc.ipc], CLASSES[wc.dataset])
 
 
 def eval_train_input(wc):
