@@ -5,6 +5,7 @@ schema key reaches the function that uses it."""
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -183,3 +184,15 @@ def test_kmeans_vae_jobs_import_no_torch(tmp_path):
             str(tmp_path / "k.h5")]
     out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.split()[-2:] == ["0", "False"], out.stdout + out.stderr
+
+
+def test_threads_reach_a_stage_that_imports_torch_late(tmp_path):
+    """`--threads` of a stage whose module imports no torch at import time (metrics, baselines: torch only inside
+    their functions) is set where torch reads it when it is imported later: the process's OMP/MKL variables."""
+    code = ("import os, sys; from d3hr.cli import main; rc = main(sys.argv[1:]); "
+            "print(rc, os.environ.get('OMP_NUM_THREADS'), os.environ.get('MKL_NUM_THREADS'), 'torch' in sys.modules)")
+    missing = str(tmp_path / "missing.h5")
+    args = ["fit-gaussian", "--threads", "3", "--inverted", missing, "--latents", missing, "--out", str(tmp_path / "g.h5")]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, env=env)
+    assert out.stdout.split()[-4:] == ["2", "3", "3", "False"], out.stdout + out.stderr
