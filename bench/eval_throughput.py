@@ -62,6 +62,7 @@ def main():
     ap.add_argument("--images", type=int, default=1000, help="size of the (random) distilled set held in memory")
     ap.add_argument("--compile", action="store_true", help="also time our step with torch.compile'd student and teacher")
     ap.add_argument("--repeats", type=int, default=1, help="time reference and ours alternately this many times")
+    ap.add_argument("--rates-out", help="append our img/s to this file (bench/rates.jsonl: the cost model)")
     a = ap.parse_args()
     device = torch.device("cuda" if a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available()) else "cpu")
     cuda = device.type == "cuda"
@@ -131,6 +132,11 @@ def main():
     print(f"| d3hr ({ours_name}) | {r_ours:,.0f} | {r_ours / r_ref:.2f} |")
     if a.compile:
         print(f"| d3hr + torch.compile | {r_comp:,.0f} | {r_comp / r_ref:.2f} |")
+    if a.rates_out:
+        from rates import append_rate
+
+        append_rate(a.rates_out, "evaluate_train", r_ours, "img/s", name, "python bench/eval_throughput.py " +
+                    " ".join(sys.argv[1:]), arch=a.arch, teacher=teacher_name, batch=batch, resolution=res)
     if cuda:
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
         imgs = 1000 * 10 * 300  # ImageNet IPC 10, 300 epochs

@@ -137,6 +137,7 @@ def main():
     ap.add_argument("--batch", type=int, default=None, help="images per batch (default: 200 on CUDA, 4 on the CPU)")
     ap.add_argument("--t", type=int, default=None, help="invert to / decode from t (default: 600 on CUDA, 200 on the CPU)")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--rates-out", help="append the measured img/s to this file (bench/rates.jsonl: the cost model)")
     a = ap.parse_args()
     device = torch.device(a.device)
     gpu = device.type == "cuda"
@@ -208,6 +209,16 @@ def main():
     mfu = f"MFU {100 * achieved / peak:.1f}% of {peak:.0f} TFLOP/s bf16 peak" if peak else "no bf16 peak known: MFU not reported"
     print(f"DiT forward, batch {2 * batch}: {flops / 2 / batch / 1e9:.1f} GFLOP per image, {t_fwd * 1e3:.1f} ms, "
           f"{achieved:.3g} TFLOP/s achieved; {mfu}")
+    if a.rates_out:
+        from rates import append_rate
+
+        for stage, a_, *_ in rows:
+            key = "encode" if stage.startswith("encode") else "invert" if stage.startswith("invert") else "decode"
+            if "CFG off" in stage:
+                continue
+            append_rate(a.rates_out, key, a_, "img/s", dev_name, "python bench/gpu_stages.py " + " ".join(sys.argv[1:]),
+                        batch=batch, steps=None if key == "encode" else n_steps, model=f"DiT {size} + SD VAE, 256 px",
+                        dtype=str(ours_dtype).replace("torch.", ""))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ SCHEMA = Path(__file__).resolve().parent / "schema.yaml"
 # evaluate.protocol presets: the values a named protocol fixes (docs/method.md §6). `authors`: the D3HR authors'
 # validation code (validation/argument.py, validate.py) for ImageNet: budget in epochs, batch size by IPC, AdamW at
 # their rate per student and weight decay 0.01, CutMix at temperature 20, validation resized to 256 and centre-cropped
-# to 224. Their schedule, loss and the weight-decay exclusion apply to every protocol.
+# to 224, ResNet students as torchvision builds them. Their schedule, loss, weight-decay exclusion and count of
+# evaluations (after the epochs of index > epochs - 10: 9) apply to every protocol.
 PROTOCOLS = {
     "authors": {"steps": 0, "full_steps": 0, "batch_size": 0, "lr": 0, "weight_decay": 0.01, "schedule": "authors", "mix": "cutmix",
-                "temperature": 0, "val_crop": 0.875},
+                "temperature": 0, "val_crop": 0.875, "builder": "torchvision"},
 }
 
 

@@ -94,27 +94,64 @@ def to_model_range(batch_uint8: np.ndarray):
     return x / 127.5 - 1.0
 
 
-def iter_image_batches(files, resolution: int, channels: int, batch_size: int, on_bad_image: str = "error", skipped=None):
-    """Yield (ids, uint8 NHWC batch), reading at most one batch of images at a time.
+def _load_or_error(f, resolution, channels):
+    try:
+        return load_image(f, resolution, channels), None
+    except D3HRError as e:
+        return None, e
 
-    on_bad_image='skip' leaves out unreadable files with a warning and appends them to `skipped`."""
+
+def image_subset(files, max_images: int, seed: int, cls: str) -> list:
+    """At most `max_images` of a class's files (0: all), a seeded choice kept in file order: the same files where the
+    rules list a job's inputs and where the job reads them (invert.max_images_per_class)."""
+    files = list(files)
+    if not max_images or len(files) <= max_images:
+        return files
+    rng = np.random.default_rng(derive_seed(seed, "image_subset", cls))
+    return [files[i] for i in np.sort(rng.choice(len(files), max_images, replace=False))]
+
+
+def iter_image_batches(files, resolution: int, channels: int, batch_size: int, on_bad_image: str = "error", skipped=None,
+                       threads: int = 1):
+    """Yield (ids, uint8 NHWC batch) in file order, holding at most two batches of images.
+
+    threads > 1: the images are decoded on that many threads (PIL releases the GIL while it decodes and resizes), the
+    next batch while the caller works on this one (an encode job's GPU does not wait for JPEG decoding); the batches
+    are the same as with one thread. on_bad_image='skip' leaves out unreadable files with a warning and appends them
+    to `skipped`."""
     import sys
+    from concurrent.futures import ThreadPoolExecutor
 
     files = list(files)
-    for i in range(0, len(files), batch_size):
-        ids, imgs = [], []
-        for f in files[i : i + batch_size]:
-            try:
-                imgs.append(load_image(f, resolution, channels))
-                ids.append(Path(f).name)
-            except D3HRError as e:
+    starts = range(0, len(files), batch_size)
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def submit(i):  # the batch at i: futures on the pool, or a lazy map without one
+        job = lambda f: _load_or_error(f, resolution, channels)
+        return [pool.submit(job, f) for f in files[i : i + batch_size]] if pool else map(job, files[i : i + batch_size])
+
+    try:
+        pending = submit(0) if files else None
+        for k, i in enumerate(starts):
+            batch = pending
+            pending = submit(starts[k + 1]) if k + 1 < len(starts) else None  # decoded while this batch is used
+            ids, imgs = [], []
+            for f, res in zip(files[i : i + batch_size], batch):
+                img, err = res.result() if pool else res
+                if err is None:
+                    imgs.append(img)
+                    ids.append(Path(f).name)
+                    continue
                 if on_bad_image != "skip":
-                    raise
-                print(f"[d3hr] warning: skipped {e}", file=sys.stderr)
+                    raise err
+                print(f"[d3hr] warning: skipped {err}", file=sys.stderr)
                 if skipped is not None:
                     skipped.append(str(f))
-        if imgs:
-            yield ids, np.stack(imgs)
+            if imgs:
+                yield ids, np.stack(imgs)
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_split(root, split: str, classes: list[str], resolution: int, channels: int):

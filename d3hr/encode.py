@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from . import D3HRError
-from .data import iter_image_batches, list_images, to_model_range
+from .data import image_subset, iter_image_batches, list_images, to_model_range
 from .h5io import atomic_output, check_finite, create_dataset, provenance, set_attrs
 from .device import Precision, model_dtype
 from .models import load_ldm
@@ -24,12 +24,14 @@ from .seeds import derive_seed
 
 
 def encode_class(class_dir: str, pipeline: str, out: str, resolution: int, channels: int, batch_size: int,
-                 sample_posterior: bool, on_bad_image: Literal["error", "skip"], seed: int, device: Any,
-                 model_precision: Precision) -> int:
-    """Encode every image of `class_dir` (z0 = s * sample(E(x)), eq. 1, or the posterior mean) into `out`."""
+                 sample_posterior: bool, on_bad_image: Literal["error", "skip"], seed: int, max_images: int,
+                 device: Any, model_precision: Precision, threads: int = 1) -> int:
+    """Encode every image of `class_dir` (at most `max_images` of them, a seeded subset; 0: all) (z0 = s * sample(E(x)),
+    eq. 1, or the posterior mean) into `out`; on a GPU the images are decoded on the job's `threads`, a batch ahead."""
     class_dir, pipeline_dir = Path(class_dir), pipeline
     cls = class_dir.name
-    files = list_images(class_dir)
+    all_files = list_images(class_dir)
+    files = image_subset(all_files, max_images, seed, cls)
     ldm = load_ldm(pipeline_dir, device=device, dtype=model_dtype(device, model_precision), components=("vae",))
     vae, s = ldm.vae, ldm.scaling_factor
     gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "encode", cls))
@@ -37,7 +39,8 @@ def encode_class(class_dir: str, pipeline: str, out: str, resolution: int, chann
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
         lat = create_dataset(f, "latents", shape=(0, *shape), dtype=np.float32, maxshape=(None, *shape))
         ids, skipped = [], []
-        batches = iter_image_batches(files, resolution, channels, batch_size, on_bad_image, skipped)
+        workers = threads if torch.device(device).type == "cuda" else 1  # on the CPU the VAE has the threads
+        batches = iter_image_batches(files, resolution, channels, batch_size, on_bad_image, skipped, threads=workers)
         for names, batch in tqdm(batches, total=-(-len(files) // batch_size),
                                  desc=f"encode {cls}", mininterval=10, file=sys.stderr):
             x = to_model_range(batch).to(device, vae.dtype)
@@ -61,6 +64,7 @@ def encode_class(class_dir: str, pipeline: str, out: str, resolution: int, chann
         set_attrs(f, provenance(stage="encode", cls=cls, model=str(pipeline_dir), resolution=resolution,
                                 scaling_factor=s, sample_posterior=sample_posterior, seed=seed,
                                 model_precision=model_precision, model_dtype=str(vae.dtype).removeprefix("torch."),
-                                n_images=len(ids), n_skipped=len(skipped), skipped=[Path(p).name for p in skipped]))
+                                n_images=len(ids), n_skipped=len(skipped), skipped=[Path(p).name for p in skipped],
+                                max_images=max_images, n_class_images=len(all_files)))
     print(f"[d3hr] encoded {len(ids)} images -> {out}", file=sys.stderr)
     return len(ids)

@@ -220,7 +220,7 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
     """Train `student` for `steps` steps over epochs of shuffled batches of the uint8 NHWC set `x_train`.
 
     With `epochs` (the authors' budget: steps = epochs x batches per epoch) the learning-rate factor changes once per
-    epoch and the student is evaluated after each of the last min(10, epochs) epochs; without, the factor changes every
+    epoch and the student is evaluated after each of the last min(9, epochs) epochs (the authors' count); without, the factor changes every
     step and the student is evaluated at `n_evals` points of the last 10% of the steps. Returns the final and the best
     of those evaluations. `precision`: the forward passes' autocast (`autocast_dtype`)."""
     device = torch.device(device)
@@ -240,8 +240,8 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
     y_all = torch.as_tensor(y_train).to(device)
     student = student.to(device, memory_format=fmt)
     opt = optimizer(student, lr, weight_decay, fused=cuda)
-    if epochs:
-        eval_at = sorted({min(steps, per_epoch * (epochs - j)) - 1 for j in range(min(10, epochs))})
+    if epochs:  # after each epoch of index > epochs - 10: the authors' `epoch > 290` of 300, 9 evaluations
+        eval_at = sorted({min(steps, per_epoch * (epochs - j)) - 1 for j in range(min(9, epochs))})
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor((i // per_epoch) / epochs, schedule))
     else:
         eval_at = sorted({steps - 1 - round(j * 0.1 * steps / max(1, n_evals - 1)) for j in range(n_evals)})
@@ -276,12 +276,15 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
 
 
 def evaluate_set(class_dirs: list[str], val: str, labels: list[int], teacher: str, student: str, method: str, ipc: str,
-                 seed: int, resolution: int, channels: int, epochs: int, steps: int, batch_size: int, lr: float,
+                 seed: int, resolution: int, channels: int, epochs: int, steps: int, min_steps: int, batch_size: int,
+                 lr: float,
                  weight_decay: float, schedule: Literal["authors", "cosine"], mix: Literal["cutmix", "mixup"],
-                 temperature: float, precision: Precision, device: Any, out: str, hard_label: bool = False) -> dict:
+                 temperature: float, precision: Precision, builder: Literal["timm", "torchvision"], device: Any, out: str,
+                 hard_label: bool = False) -> dict:
     """One evaluation (docs/method.md §6): a student trained on the images of `class_dirs` with the teacher's soft
     labels (or the class labels, `hard_label`), its top-1 on `val` -> JSON. `steps` > 0 replaces the `epochs` budget;
-    `batch_size` 0 and `lr` 0 take the authors' rules; `temperature` 0 the mix's default."""
+    `min_steps` is its floor (the epochs raised until the budget reaches it: `full` on a small dataset); `batch_size` 0
+    and `lr` 0 take the authors' rules; `temperature` 0 the mix's default."""
     import json
     import tempfile
 
@@ -308,10 +311,12 @@ def evaluate_set(class_dirs: list[str], val: str, labels: list[int], teacher: st
             raise D3HRError(f"no training images in {class_dirs[0]} and the other --class-dirs")
         # the 3x3-stem ("modified") variant for small images (CIFAR-style), the standard stem from 64 px up (ImageNet)
         model = create_classifier(student, num_classes=ck["num_classes"], in_chans=channels,
-                                  small_input=resolution <= 64, resolution=resolution, seed=seed)
+                                  small_input=resolution <= 64, resolution=resolution, seed=seed, builder=builder)
         n_train = len(x)
         batch_size = batch_size or authors_batch_size(ipc, len(labels), n_train)
-        total = steps or budget_steps(n_train, batch_size, epochs)
+        if not steps and budget_steps(n_train, batch_size, epochs) < min_steps:  # epochs scaled to the floor
+            epochs = -(-min_steps // budget_steps(n_train, batch_size, 1))
+        total = max(steps, min_steps) if steps else budget_steps(n_train, batch_size, epochs)
         try:
             res = train_student(model, None if hard_label else teacher_model, x, y, val, steps=total,
                                 batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, mix=mix,
@@ -323,7 +328,8 @@ def evaluate_set(class_dirs: list[str], val: str, labels: list[int], teacher: st
                 x.file.close()
     res.update(method=method, ipc=ipc, student=student, seed=seed, n_train_images=n_train,
                n_val_images=int(val_attrs.get("n_images", 0)), steps=total, epochs=None if steps else epochs,
-               batch_size=batch_size, lr=lr, weight_decay=weight_decay, mix=mix, hard_label=hard_label,
+               min_steps=min_steps,
+               batch_size=batch_size, lr=lr, weight_decay=weight_decay, mix=mix, hard_label=hard_label, builder=builder,
                teacher=str(teacher), teacher_arch=ck["arch"], val_crop=val_attrs.get("crop"),
                code_version=stage_code_version(__name__))
     with atomic_output(out) as tmp:

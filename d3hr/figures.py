@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import D3HRError
 from .h5io import atomic_output, open_h5, read_attrs
 from .tables import normality_table, storage_table, write_csv
 
@@ -78,6 +79,9 @@ def qq_data(latents_h5, inverted_h5, timestep: int, n_dims: int = 4) -> pd.DataF
         x0 = f["latents"][:].reshape(f["latents"].shape[0], -1)
         cls = read_attrs(f)["cls"]
     with open_h5(inverted_h5, "inverted latents") as f:
+        if f"t{timestep}" not in f:
+            raise D3HRError(f"{inverted_h5}: the inverted latents at t={timestep} are not stored (stored timesteps: "
+                            f"{list(read_attrs(f).get('stored_timesteps', []))}; invert.store_classes)")
         xt = f[f"t{timestep}"][:].reshape(f[f"t{timestep}"].shape[0], -1)
     dims = np.unique(np.linspace(0, x0.shape[1] - 1, n_dims).round().astype(int))
     n = x0.shape[0]

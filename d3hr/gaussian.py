@@ -34,28 +34,31 @@ def normality(x: np.ndarray) -> dict:
     return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
 
+def timestep_stats(x: np.ndarray) -> dict:
+    """The Gaussian (3.1) and the normality statistics of one timestep's inverted latents (N x d), float32."""
+    mu, var = fit(x)
+    return {k: np.asarray(v, dtype=np.float32) for k, v in {"mean": mu, "var": var, **normality(x)}.items()}
+
+
 def fit_class(inverted: str, latents: str, out: str):
-    """Write mu/var and normality stats per timestep (group `t{t}`) and for the VAE latents (group `latent`)."""
+    """Write mu/var and normality stats per timestep (group `t{t}`: those the inversion accumulated, d3hr/invert.py)
+    and for the VAE latents (group `latent`)."""
     inverted_h5, latents_h5 = inverted, latents
     with open_h5(inverted_h5, "inverted latents") as f:
         attrs = read_attrs(f)
         timesteps = [int(t) for t in f["timesteps"][:]]
-        shape = f[f"t{timesteps[0]}"].shape[1:]
+        shape = tuple(attrs["latent_shape"])
         data = {}
         for t in timesteps:
-            x = f[f"t{t}"][:].reshape(f[f"t{t}"].shape[0], -1)
-            check_finite(x, inverted_h5, f"t{t}")
-            mu, var = fit(x)
-            zero = int((var <= 0).sum())
+            stats = {k: f[f"stats/t{t}/{k}"][:] for k in ("mean", "var", "skew", "kurtosis", "normal_p")}
+            check_finite(np.stack([stats["mean"], stats["var"]]), inverted_h5, f"stats/t{t}")
+            zero = int((stats["var"] <= 0).sum())
             if zero:
                 raise D3HRError(
-                    f"{inverted_h5}: {zero} of {var.size} dimensions have zero variance at t={t} over "
-                    f"{x.shape[0]} images: the class's images are (nearly) identical or the inversion collapsed; "
-                    "check the class folder and the model")
-            data[f"t{t}/mean"] = mu.astype(np.float32)
-            data[f"t{t}/var"] = var.astype(np.float32)
-            for k, v in normality(x).items():
-                data[f"t{t}/{k}"] = v
+                    f"{inverted_h5}: {zero} of {stats['var'].size} dimensions have zero variance at t={t} over "
+                    f"{attrs.get('n_images')} images: the class's images are (nearly) identical or the inversion "
+                    "collapsed; check the class folder and the model")
+            data |= {f"t{t}/{k}": v for k, v in stats.items()}
     with open_h5(latents_h5, "latents") as f:
         x = f["latents"][:].reshape(f["latents"].shape[0], -1)
     check_finite(x, latents_h5, "latents")

@@ -6,19 +6,30 @@ Draw m candidate groups G of n = IPC latents z ~ N(mu, diag sigma^2) and keep th
 Each group is drawn as z = mu + sigma * e with e ~ N(0, I), so that mean(G) - mu = sigma * mean(e),
 std(G) = sigma * std(e) and skew(G) = skew(e): the score is computed on e alone, and only the winner is mapped
 back to latent space. Groups are drawn in chunks (one seed per chunk, derived from the seed, class, IPC and chunk
-index) and each chunk in sub-chunks of bounded size, so memory does not grow with m; chunks run on a thread pool
-and the result does not depend on the number of threads. Plain numpy (PCG64 generators, Box-Muller normals, float32):
-the job imports no torch.
+index) and each chunk in sub-chunks of bounded size, so memory does not grow with m.
+
+Two paths, one score. The numpy path (the CPU reference: PCG64 generators, Box-Muller normals, float32, chunks on a
+thread pool, the result independent of the number of threads) imports no torch. The torch path (`select_group(...,
+device=...)`, `group_scores_torch`) draws each chunk with a torch.Generator on the device, seeded with the same
+per-chunk seed, `draw_groups` groups per torch call (torch's normals depend on the size of the call, so that size
+is fixed and the result does not depend on the sub-chunk size), scores sub-chunks of up to 1 GiB of draws on CUDA
+(8 MiB on the CPU) and keeps the best group on the device (one host sync, at the end). The two paths draw different
+candidates (different generators) but score a given group identically (up to float32 rounding). `select_class`
+(its `where`: the config's `device`) runs the numpy path for cpu, and for auto without a GPU, and the torch path on a
+leased GPU for cuda, or for auto when there is one; the selected file records which (`sampler`: "numpy" or
+"torch:cuda").
 
 Definitions: std is the unbiased (n - 1) standard deviation, as in the Gaussian fit. skew_mode 'paper': per
 dimension, mean over the n members of ((z - mean) / std)^3, norm over the d dimensions. skew_mode 'code' (the
 authors' code): per member, mean over the d dimensions of the same standardised cubes, norm over the n members.
-IPC = 1: std and skew are undefined, the score is the mean term alone.
+IPC = 1: std and skew are undefined, the score is the mean term alone. A group with a zero std in some dimension
+(IPC 2: both members 0, a zero Box-Muller radius) scores NaN, and never wins.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -65,6 +76,36 @@ def group_scores(e: np.ndarray, sigma: np.ndarray, w: Weights, skew_mode: str = 
     return score
 
 
+def group_scores_torch(e, sigma, w: Weights, skew_mode: str = "paper"):
+    """group_scores on a torch tensor e (g x n x d, float32) on any device: the same score and definitions. e is left
+    as it is; one g x n x d temporary, the deviations (their cubes replace them in place). The sums of squares run
+    member by member (torch's reductions over the middle axis are several times slower on the CPU)."""
+    import torch
+
+    g, n, d = e.shape
+    if skew_mode not in ("paper", "code"):
+        raise ValueError(f"skew_mode must be 'paper' or 'code', got {skew_mode!r}")
+    sigma = torch.as_tensor(sigma, dtype=e.dtype, device=e.device)
+    norm = torch.linalg.vector_norm
+    mean = e.mean(1)
+    dev = e - mean[:, None, :] if n > 1 else None
+    score = norm(mean.mul_(sigma), dim=1).mul_(w.mu)  # ||mean(G) - mu||_2  (eq. 4.1, first term)
+    if n == 1:
+        return score
+    std = torch.zeros_like(mean)
+    for i in range(n):  # sum of dev^2 over the members, no g x n x d squares
+        std.addcmul_(dev[:, i], dev[:, i])
+    std.mul_(1.0 / (n - 1)).sqrt_()  # unbiased std
+    score += norm((std - 1.0).mul_(sigma), dim=1).mul_(w.sigma)  # ||std(G) - sigma||_2  (eq. 4.1, second term)
+    if w.skew:
+        if skew_mode == "paper":  # per dimension, over the n members
+            skew = dev.pow_(3).sum(1).mul_(1.0 / n).div_(std * std * std)
+        else:  # per member, over the d dimensions (the authors' code)
+            skew = dev.div_(std[:, None, :]).pow_(3).mean(2)
+        score += norm(skew, dim=1).mul_(w.skew)  # ||skew(G)||_2  (eq. 4.1, third term)
+    return score
+
+
 _TWO_PI = np.float32(2 * np.pi)
 
 
@@ -101,9 +142,19 @@ class Selection:
     random_score: float
 
 
+SUB_BYTES = {"cpu": 8 << 20, "cuda": 1 << 30}  # draws scored at once: within the CPU's caches, a share of a GPU
+DRAW_BYTES = {"cpu": 8 << 20, "cuda": 64 << 20}  # the torch path's draws per torch call (they depend on it)
+
+
 def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights = Weights(), skew_mode="paper",
-                 chunk_groups=10_000, max_sub_bytes=8 << 20, threads=2, head=100_000, progress=None) -> Selection:
-    """Group sampling over m candidate groups; deterministic for a given (seed, key, ipc, chunk_groups)."""
+                 chunk_groups=10_000, max_sub_bytes=None, threads=2, head=100_000, progress=None, device=None,
+                 draw_groups=None) -> Selection:
+    """Group sampling over m candidate groups; deterministic for a given (seed, key, ipc, chunk_groups).
+
+    device None: the numpy path (chunks on `threads` threads); a torch device (or its name): the torch path on it
+    (torch's own threads; `draw_groups` groups per torch call, default DRAW_BYTES of draws: 8 MiB, 64 MiB on CUDA).
+    max_sub_bytes bounds the draws scored at once (default SUB_BYTES: 8 MiB, 1 GiB on CUDA); the result does not
+    depend on it. The torch path's draws on CUDA depend on the GPU model too (the launch grid)."""
     if ipc < 1 or m < 1 or chunk_groups < 1:
         raise D3HRError(f"group sampling needs ipc >= 1, m >= 1 and chunk_groups >= 1 (got {ipc}, {m}, {chunk_groups})")
     mu = np.asarray(mu, dtype=np.float32).ravel()
@@ -113,7 +164,10 @@ def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights 
     d = mu.size
     sigma = np.sqrt(var).astype(np.float32)
     n_chunks = math.ceil(m / chunk_groups)
-    sub = max(1, min(chunk_groups, max_sub_bytes // (ipc * d * 4)))
+    if device is not None:
+        return _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups, max_sub_bytes, head,
+                             progress, device, draw_groups)
+    sub = max(1, min(chunk_groups, (max_sub_bytes or SUB_BYTES["cpu"]) // (ipc * d * 4)))
 
     def run_chunk(c):
         gen = np.random.Generator(np.random.PCG64(derive_seed(seed, "select", *key, ipc, c)))
@@ -129,7 +183,7 @@ def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights 
                 first = (e[0].copy(), float(sc[0]))
             if s0 < keep_head:
                 head_scores[s0 : min(keep_head, s0 + len(sc))] = sc[: keep_head - s0]
-            j = int(np.argmin(sc))
+            j = int(np.argmin(np.where(np.isnan(sc), np.inf, sc)))  # NaN (a zero std at IPC 2) never wins
             if float(sc[j]) < best[0]:
                 best = (float(sc[j]), s0 + j, e[j].copy())
             if progress is not None:
@@ -145,16 +199,109 @@ def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights 
     c = int(np.argmin(chunk_best))  # first minimum: ties go to the earlier chunk
     score, idx, e_best = results[c][0]
     e_first, first_score = results[0][2]
+    return _selection(mu, sigma, e_best, score, c, idx, chunk_best, np.concatenate([r[1] for r in results]), e_first,
+                      first_score)
+
+
+def _selection(mu, sigma, e_best, score, chunk, index, chunk_best, scores_head, e_first, first_score) -> Selection:
     to_latent = lambda e: (mu + sigma * e).astype(np.float32)  # z = mu + sigma * e
-    return Selection(
-        latents=to_latent(e_best), score=score, chunk=c, index=idx, chunk_best=chunk_best,
-        scores_head=np.concatenate([r[1] for r in results]), random_latents=to_latent(e_first), random_score=first_score,
-    )
+    return Selection(latents=to_latent(e_best), score=float(score), chunk=int(chunk), index=int(index),
+                     chunk_best=chunk_best, scores_head=scores_head, random_latents=to_latent(e_first),
+                     random_score=float(first_score))
+
+
+def _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups, max_sub_bytes, head, progress,
+                  device, draw_groups) -> Selection:
+    """select_group's torch path. torch's normals are not one stream: a call's values depend on its size (CPU: blocks
+    of 16 values, CUDA: the launch grid), so a chunk is drawn `block` groups per call, always in the same calls, and
+    a sub-chunk is a whole number of calls. The best score, its index and its group stay on the device (no host sync
+    per sub-chunk); the per-chunk results come to the host once, at the end."""
+    import torch
+
+    device = torch.device(device)
+    d = sigma.size
+    group_bytes = ipc * d * 4
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    block = min(chunk_groups, draw_groups or max(1, DRAW_BYTES[kind] // group_bytes))
+    sub_bytes = max_sub_bytes or SUB_BYTES[kind]
+    sub = min(max(1, sub_bytes // (group_bytes * block)), math.ceil(chunk_groups / block)) * block
+    sig = torch.from_numpy(sigma).to(device)
+    gen = torch.Generator(device=device)
+    buf = torch.empty((min(sub, m), ipc, d), dtype=torch.float32, device=device)  # the draws, reused
+    per_chunk = []
+    with torch.inference_mode():
+        for c in range(math.ceil(m / chunk_groups)):
+            gen.manual_seed(derive_seed(seed, "select", *key, ipc, c))
+            size = min(chunk_groups, m - c * chunk_groups)
+            keep_head = max(0, min(size, head - c * chunk_groups))
+            head_scores = torch.empty(keep_head, dtype=torch.float32, device=device)
+            best = (torch.full((1,), math.inf, device=device), torch.zeros(1, dtype=torch.long, device=device),
+                    torch.zeros((ipc, d), device=device))  # score, index, group: device tensors
+            for s0 in range(0, size, sub):
+                e = buf[: min(sub, size - s0)]
+                for b0 in range(0, len(e), block):  # s0 is a multiple of block: the chunk's calls, whatever sub is
+                    e[b0 : b0 + block].normal_(generator=gen)
+                sc = group_scores_torch(e, sig, weights, skew_mode)
+                if c == 0 and s0 == 0:
+                    first = (e[0].clone(), sc[:1].clone())
+                if s0 < keep_head:
+                    head_scores[s0 : min(keep_head, s0 + len(sc))] = sc[: keep_head - s0]
+                j = sc.nan_to_num(nan=math.inf).argmin().reshape(1)  # the first minimum; NaN never wins
+                cand = (sc.index_select(0, j), j + s0, e.index_select(0, j)[0])
+                better = cand[0] < best[0]  # strictly: ties go to the earlier sub-chunk, as in the numpy path
+                best = tuple(torch.where(better, a, b) for a, b in zip(cand, best))
+                if progress is not None:
+                    progress.update(len(sc))
+            per_chunk.append((*best, head_scores))
+        chunk_best = torch.cat([r[0] for r in per_chunk]).cpu().numpy()  # the host sync
+        c = int(np.argmin(chunk_best))  # first minimum: ties go to the earlier chunk
+        _, idx, e_best, _ = per_chunk[c]
+        return _selection(mu, sigma, e_best.cpu().numpy(), chunk_best[c], c, idx.item(), chunk_best,
+                          torch.cat([r[3] for r in per_chunk]).cpu().numpy(), first[0].cpu().numpy(),
+                          first[1].item())
+
+
+def sampler_name(device) -> str:
+    """What selected the group, for the provenance: "numpy", or "torch:<device type>"."""
+    return "numpy" if device is None else f"torch:{getattr(device, 'type', str(device).split(':')[0])}"
+
+
+def _no_gpu_here() -> bool:
+    """True when this process surely sees no GPU, decided without importing torch: CUDA_VISIBLE_DEVICES empty or -1, a
+    SLURM job that was given no GPU, or a Linux machine without a GPU device node (NVIDIA, ROCm, WSL)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None and env.strip() in ("", "-1"):
+        return True
+    if os.environ.get("SLURM_JOB_ID") and env is None:
+        return True
+    nodes = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+    return sys.platform.startswith("linux") and not any(os.path.exists(p) for p in nodes)
+
+
+def sampling_device(where: str):
+    """Where select_class samples: None (the numpy path) or a leased torch device. "cpu": numpy, and no torch import;
+    "auto": a GPU when there is one (leased: d3hr.device.pick_device), else numpy; "cuda": a GPU, or an error."""
+    if where not in ("auto", "cpu", "cuda"):
+        raise D3HRError(f"where must be auto, cpu or cuda, got {where!r}")
+    if where == "cpu" or (where == "auto" and _no_gpu_here()):
+        return None
+    import torch
+
+    from .device import pick_device
+
+    if where == "auto" and not torch.cuda.is_available():
+        return None
+    try:
+        return pick_device(where)
+    except RuntimeError as e:
+        raise D3HRError(f"group sampling on 'cuda': {e}") from e
 
 
 def select_class(gaussian: str, out: str, ipc: int, m: int, timestep: int, seed: int, l_mu: float, l_sigma: float,
-                 l_skew: float, skew_mode: Literal["paper", "code"], chunk_groups: int, threads: int = 1):
-    """Group sampling for one class at `timestep` of its Gaussian file: the best of m groups of IPC latents."""
+                 l_skew: float, skew_mode: Literal["paper", "code"], chunk_groups: int,
+                 where: Literal["auto", "cpu", "cuda"], threads: int = 1):
+    """Group sampling for one class at `timestep` of its Gaussian file: the best of m groups of IPC latents, on the
+    CPU with numpy (`where` cpu, or auto without a GPU; no torch import) or on a leased GPU with torch."""
     from tqdm import tqdm
 
     weights = Weights(mu=l_mu, sigma=l_sigma, skew=l_skew)  # eq. 4.1's lambdas
@@ -167,9 +314,13 @@ def select_class(gaussian: str, out: str, ipc: int, m: int, timestep: int, seed:
         mu, var = f[f"t{timestep}/mean"][:], f[f"t{timestep}/var"][:]
     shape = tuple(attrs["latent_shape"])
     cls = attrs["cls"]
+    device = sampling_device(where)
+    sampler = sampler_name(device)
+    print(f"[d3hr] group sampling with {sampler}" + (f" on {device}" if device is not None else " on the CPU"),
+          file=sys.stderr, flush=True)
     bar = tqdm(total=m, desc=f"select {cls} ipc{ipc}", mininterval=10, file=sys.stderr, unit="group")
     sel = select_group(mu, var, ipc, m, seed, key=(cls,), weights=weights, skew_mode=skew_mode,
-                       chunk_groups=chunk_groups, threads=threads, progress=bar)
+                       chunk_groups=chunk_groups, threads=threads, progress=bar, device=device)
     bar.close()
     write_h5(out, {
         "latents": sel.latents.reshape(ipc, *shape),
@@ -180,7 +331,7 @@ def select_class(gaussian: str, out: str, ipc: int, m: int, timestep: int, seed:
                   guidance=attrs.get("guidance"), num_inference_steps=attrs.get("num_inference_steps"),
                   null_label=attrs.get("null_label"), timestep=timestep, ipc=ipc, m=m, chunk_groups=chunk_groups,
                   seed=seed, weights=asdict(weights), skew_mode=skew_mode, score=sel.score, best_chunk=sel.chunk,
-                  best_index=sel.index, random_score=sel.random_score, latent_shape=list(shape)))
+                  best_index=sel.index, random_score=sel.random_score, latent_shape=list(shape), sampler=sampler))
     print(f"[d3hr] best score {sel.score:.4f} (random group {sel.random_score:.4f}) -> {out}", file=sys.stderr)
     return sel
 

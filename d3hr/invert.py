@@ -1,5 +1,11 @@
 """Stage 2: DDIM-invert one class's latents with the class-conditional DiT and keep the configured timesteps
-(docs/method.md §2)."""
+(docs/method.md §2).
+
+What later stages read is stored, nothing more: the Gaussian's statistics (mean, unbiased variance, normality) of every
+kept timestep, accumulated here while the inverted latents are in memory (group `stats/t{t}`), and the inverted
+latents themselves (datasets `t{t}`, float16: their statistics are computed in float32 before, and only the Q-Q figure
+reads them) only for the classes that `store` names (`invert.store_classes`). At ImageNet's size the latents of every
+kept timestep would be 15 x 21 GB."""
 
 from __future__ import annotations
 
@@ -18,9 +24,15 @@ from .device import Precision, model_dtype
 from .models import load_ldm
 
 
+STORED_DTYPE = np.float16  # of the stored inverted latents (rms about 1.3: 11-bit mantissa, 5e-4 relative)
+
+
 def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, timesteps: list[int], num_steps: int,
-                 guidance: float, batch_size: int, device: Any, model_precision: Precision):
-    """DDIM-invert the class's latents with CFG (eq. 2) and keep them at `timesteps`."""
+                 guidance: float, batch_size: int, store: bool, device: Any, model_precision: Precision):
+    """DDIM-invert the class's latents with CFG (eq. 2) to each of `timesteps`: their Gaussian statistics, and with
+    `store` the inverted latents too."""
+    from .gaussian import timestep_stats
+
     latents_h5, pipeline_dir, keep_timesteps = latents, pipeline, timesteps
     with open_h5(latents_h5, "latents") as f:
         z0 = f["latents"][:]
@@ -34,18 +46,22 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)
     keep = sorted(int(t) for t in keep_timesteps)
     n_steps = int((grid <= keep[-1]).sum())
+    zt_all = {t: np.empty((len(z0), int(np.prod(z0.shape[1:]))), dtype=np.float32) for t in keep}
+    bar = tqdm(total=n_steps * -(-len(z0) // batch_size), desc=f"invert {cls}", mininterval=10, file=sys.stderr)
+    for i in range(0, len(z0), batch_size):
+        z = torch.from_numpy(z0[i : i + batch_size]).to(device)
+        labels = torch.full((len(z),), label, device=device, dtype=torch.long)
+        zs = invert(ldm.transformer, z, labels, ldm.alphas_cumprod, grid, keep, ldm.null_label, guidance, bar)
+        for t, zt in zs.items():
+            zt_all[t][i : i + len(zt)] = zt.reshape(len(zt), -1).cpu().numpy()
+    bar.close()
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
-        dsets = {t: create_dataset(f, f"t{t}", shape=z0.shape, dtype=np.float32) for t in keep}
-        bar = tqdm(total=n_steps * -(-len(z0) // batch_size), desc=f"invert {cls}", mininterval=10, file=sys.stderr)
-        for i in range(0, len(z0), batch_size):
-            z = torch.from_numpy(z0[i : i + batch_size]).to(device)
-            labels = torch.full((len(z),), label, device=device, dtype=torch.long)
-            zs = invert(ldm.transformer, z, labels, ldm.alphas_cumprod, grid, keep, ldm.null_label, guidance, bar)
-            for t, zt in zs.items():
-                arr = zt.cpu().numpy()
-                check_finite(arr, out, f"t{t}")
-                dsets[t][i : i + len(arr)] = arr
-        bar.close()
+        for t, x in zt_all.items():
+            check_finite(x, out, f"t{t}")
+            for k, v in timestep_stats(x).items():  # (3.1): mu_t, sigma_t^2 per dimension, and normality
+                create_dataset(f, f"stats/t{t}/{k}", data=v)
+            if store:
+                create_dataset(f, f"t{t}", data=x.reshape(z0.shape).astype(STORED_DTYPE))
         create_dataset(f, "ids", data=ids)
         create_dataset(f, "timesteps", data=np.asarray(keep, dtype=np.int64))
         set_attrs(f, provenance(stage="invert", cls=cls, label=label, model=str(pipeline_dir), guidance=guidance,
@@ -53,4 +69,5 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
                                 model_precision=model_precision,
                                 model_dtype=str(ldm.transformer.dtype).removeprefix("torch."), null_label=ldm.null_label,
                                 scaling_factor=src.get("scaling_factor"), sample_posterior=src.get("sample_posterior"),
-                                seed=src.get("seed"), n_images=len(z0)))
+                                seed=src.get("seed"), n_images=len(z0), latent_shape=list(z0.shape[1:]),
+                                stored_timesteps=keep if store else [], stored_dtype=np.dtype(STORED_DTYPE).name))

@@ -52,22 +52,40 @@ def check_arch(arch: str) -> str:
     return arch
 
 
+# The ResNets torchvision builds, as the D3HR authors' validation code takes them (validation/models/__init__.py):
+# torchvision keeps each block's last BatchNorm weight at 1, where timm's create_model zero-initialises it
+# (zero_init_last); the parameter names are the same.
+TORCHVISION_RESNETS = frozenset({"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"})
+Builder = Literal["timm", "torchvision"]
+
+
 def create_classifier(arch: str, num_classes: int, in_chans: int = 3, small_input: bool = True, resolution: int = 32,
-                      seed: int | None = None):
+                      seed: int | None = None, builder: Builder = "timm"):
     """A classifier with fresh weights; with `seed`, the same weights in every process (torch seeds its global
-    generator differently in each process, so an unseeded initialisation differs from run to run)."""
+    generator differently in each process, so an unseeded initialisation differs from run to run). `builder`
+    "torchvision": the ResNets of TORCHVISION_RESNETS built by torchvision.models (the authors' students); every other
+    name as with "timm"."""
+    if builder not in ("timm", "torchvision"):
+        raise D3HRError(f"unknown classifier builder {builder!r}: timm or torchvision")
     if seed is None:
-        return _create_classifier(arch, num_classes, in_chans, small_input, resolution)
+        return _create_classifier(arch, num_classes, in_chans, small_input, resolution, builder)
     with torch.random.fork_rng(devices=[]):  # leaves the caller's global generator as it was
         torch.manual_seed(seed)
-        return _create_classifier(arch, num_classes, in_chans, small_input, resolution)
+        return _create_classifier(arch, num_classes, in_chans, small_input, resolution, builder)
 
 
-def _create_classifier(arch, num_classes, in_chans, small_input, resolution):
+def _create_classifier(arch, num_classes, in_chans, small_input, resolution, builder="timm"):
     import timm
     from timm.models.resnet import BasicBlock, ResNet
 
     check_arch(arch)
+    if builder == "torchvision" and arch in TORCHVISION_RESNETS:
+        import torchvision
+
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+        if in_chans != 3:
+            model.conv1 = nn.Conv2d(in_chans, model.conv1.out_channels, 7, 2, 3, bias=False)
+        return _small_stem(model, in_chans) if small_input else model
     if arch.startswith("convnet"):  # convnet_tiny: the same ConvNet at width 32, the embedded default's CPU budget
         return ConvNet(num_classes, in_chans, width=32 if "tiny" in arch else 128, depth=3, resolution=resolution,
                        norm="instance" if arch.endswith("_in") else "batch")

@@ -56,7 +56,8 @@ STAGES: dict[str, Stage] = {
     "train-teacher": Stage(
         "train:train_teacher", "train the teacher classifier on the training split",
         DATA | dict(out="out", **{k: f"cfg:train.teacher.{k}"
-                                  for k in ("arch", "epochs", "batch_size", "lr", "weight_decay", "precision")})),
+                                  for k in ("arch", "epochs", "min_steps", "batch_size", "lr", "weight_decay",
+                                            "crop_scale", "precision")})),
     "import-classifier": Stage(
         "nets:import_weights",
         "a teacher checkpoint from torchvision/timm weights (e.g. ImageNet ResNet-18), with its input norm"),
@@ -69,18 +70,21 @@ STAGES: dict[str, Stage] = {
         "encode:encode_class", "VAE latents of one class folder -> HDF5",
         MODEL | dict(class_dir="fn:class_dir", out="out", resolution="ds:resolution", channels="ds:channels",
                      batch_size="cfg:encode.batch_size", sample_posterior="cfg:encode.sample_posterior",
-                     on_bad_image="cfg:encode.on_bad_image", seed="cfg:seed")),
+                     on_bad_image="cfg:encode.on_bad_image", seed="cfg:seed",
+                     max_images="cfg:invert.max_images_per_class")),
     "invert": Stage(
         "invert:invert_class", "DDIM inversion with CFG of one class's latents -> HDF5",
         MODEL | dict(latents="in:latents", out="out", cls="wc:cls", label="fn:model_label_of",
                      timesteps="fn:keep_timesteps", num_steps="cfg:invert.num_inference_steps",
-                     guidance="cfg:invert.guidance_scale", batch_size="cfg:invert.batch_size")),
+                     guidance="cfg:invert.guidance_scale", batch_size="cfg:invert.batch_size",
+                     store="fn:stores_inverted")),
     "fit-gaussian": Stage(
         "gaussian:fit_class", "per-dimension Gaussian + normality stats -> HDF5",
         dict(inverted="in:inverted", latents="in:latents", out="out")),
     "select": Stage(
         "group_sampling:select_class", "group sampling -> HDF5",
-        GROUPS | dict(gaussian="in:gaussian", out="out", ipc="wc:ipc", timestep="cfg:select.timestep")),
+        GROUPS | dict(gaussian="in:gaussian", out="out", ipc="wc:ipc", timestep="cfg:select.timestep",
+                      where="cfg:device")),
     "summarize-selection": Stage(
         "group_sampling:write_summary", "one CSV row per selected file", dict(selected="in:*", out="out")),
     "decode": Stage(
@@ -109,9 +113,10 @@ STAGES: dict[str, Stage] = {
         "evaluate:evaluate_set", "train a student on a distilled set with teacher soft labels -> JSON",
         dict(class_dirs="fn:eval_class_dirs", val="in:val", labels="fn:labels_of", teacher="in:teacher",
              student="wc:student", method="wc:method", ipc="wc:ipc", seed="wc:seed", resolution="fn:eval_resolution",
-             channels="ds:channels", epochs="fn:eval_epochs", steps="fn:eval_steps", device="cfg:device", out="out",
+             channels="ds:channels", epochs="fn:eval_epochs", steps="fn:eval_steps", min_steps="fn:eval_min_steps",
+             device="cfg:device", out="out",
              **{k: f"cfg:evaluate.{k}" for k in ("batch_size", "lr", "weight_decay", "schedule", "mix", "temperature",
-                                                 "precision")})),
+                                                 "precision", "builder")})),
     "collect-eval": Stage("tables:write_collected", "evaluation JSON files -> one tidy CSV",
                           dict(files="in:*", out="out")),
     "tables": Stage("tables:write_tables", "tidy CSVs -> accuracy.csv, accuracy.md, accuracy.tex",

@@ -18,7 +18,7 @@ from . import D3HRError
 from .ddim import timestep_grid
 from .decode import decode_latents
 from .device import Precision, model_dtype
-from .group_sampling import Weights, select_group
+from .group_sampling import Weights, sampler_name, select_group
 from .h5io import open_h5, provenance, read_attrs, write_h5
 from .models import load_ldm
 from .nets import load_classifier, predict
@@ -63,11 +63,12 @@ def timestep_ablation_class(gaussian: str, pipeline: str, teacher: str, out: str
     if int(label) >= ck["num_classes"]:
         raise D3HRError(f"{teacher_path}: the teacher has {ck['num_classes']} classes, but label {label} is used")
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)
+    sampling_on = device if str(device).startswith("cuda") else None  # the job's GPU, else numpy (as select)
     data, rows = {}, []
     for t in tqdm(sorted(gauss), desc=f"timestep ablation {cls}", file=sys.stderr, mininterval=10):
         mu, var = gauss[t]
         sel = select_group(mu, var, ipc, m, seed, key=(cls, "ablation", t), weights=weights, skew_mode=skew_mode,
-                           chunk_groups=chunk_groups, threads=threads, head=0)
+                           chunk_groups=chunk_groups, threads=threads, head=0, device=sampling_on)
         images = decode_latents(ldm, sel.latents.reshape(ipc, *shape), t, int(label), grid, guidance, batch_size)
         pred = predict(teacher, resize_images(images, int(ck.get("resolution", images.shape[1]))), batch=256)
         data[f"t{t}/images"] = images
@@ -79,7 +80,8 @@ def timestep_ablation_class(gaussian: str, pipeline: str, teacher: str, out: str
     write_h5(out, data, provenance(stage="ablation_timestep", cls=cls, label=int(label), model=str(pipeline_dir),
                                    teacher=str(teacher_path), ipc=ipc, m=m, chunk_groups=chunk_groups, seed=seed,
                                    weights=asdict(weights), skew_mode=skew_mode, guidance=guidance,
-                                   num_inference_steps=num_steps, timesteps=[r[0] for r in rows]))
+                                   num_inference_steps=num_steps, timesteps=[r[0] for r in rows],
+                                   sampler=sampler_name(sampling_on)))
     for t, score, top1 in rows:
         print(f"[d3hr] t={t}: best score {score:.4f}, teacher top-1 {top1:.3f}", file=sys.stderr)
     return rows

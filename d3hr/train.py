@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import D3HRError
 from .data import load_split, to_model_range
 from .device import Precision
 from .models import build_dit, build_scheduler, build_vae, load_ldm, save_pipeline
@@ -171,28 +172,40 @@ def train_ldm(root: str, classes: list[str], resolution: int, channels: int, see
     (Path(out) / "train_log.json").write_text(json.dumps({"vae_seconds": t1 - t0, "dit_seconds": t2 - t1}, indent=1))
 
 
+def budget(n_images: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """Optimiser steps of a budget that holds across dataset sizes: `epochs` passes over `n_images`, at least
+    `min_steps` (a floor in steps: on a small dataset the epochs alone give too few; docs/method.md §0)."""
+    return max(epochs * math.ceil(n_images / batch_size), min_steps)
+
+
 def train_teacher(root: str, classes: list[str], resolution: int, channels: int, seed: int, out: str, arch: str,
-                  epochs: int, batch_size: int, lr: float, weight_decay: float, precision: Precision):
-    """The teacher: `arch` trained on the training split (train_classifier), its val top-1 saved with it."""
+                  epochs: int, min_steps: int, batch_size: int, lr: float, weight_decay: float,
+                  crop_scale: list[float], precision: Precision):
+    """The teacher: `arch` trained on the training split (train_classifier) for budget(n, batch_size, epochs,
+    min_steps) steps on RandomResizedCrops of `crop_scale`, its val top-1 saved with it."""
     from .nets import create_classifier, save_classifier
 
     x, y = load_split(root, "train", classes=classes, resolution=resolution, channels=channels)
     model = create_classifier(arch, num_classes=len(classes), in_chans=channels, small_input=True,
                               resolution=resolution, seed=seed)
     t0 = time.time()
-    train_classifier(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                     precision=precision)
+    steps = budget(len(x), batch_size, epochs, min_steps)
+    _log(f"teacher {arch}: {steps} steps ({epochs} epochs of {len(x)} images at batch {batch_size}: "
+         f"{epochs * math.ceil(len(x) / batch_size)}; floor {min_steps}), crops of scale {crop_scale}")
+    train_classifier(model, x, y, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                     precision=precision, crop_scale=crop_scale)
     xv, yv = load_split(root, "val", classes=classes, resolution=resolution, channels=channels)
     acc = accuracy(model, xv, yv)
     _log(f"teacher {arch}: val top-1 {acc:.4f} ({time.time() - t0:.0f} s)")
     save_classifier(out, model, {"arch": arch, "num_classes": len(classes), "in_chans": channels, "small_input": True,
                                  "resolution": resolution, "classes": classes, "val_top1": acc,
-                                 "train_seconds": time.time() - t0})
+                                 "train_seconds": time.time() - t0, "steps": steps, "batch_size": batch_size,
+                                 "crop_scale": list(crop_scale)})
 
 
-def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_decay, seed, desc="train teacher",
-                     precision="auto"):
-    """Hard-label training with RandomResizedCrop(scale 0.08-1) + flip (the ImageNet recipe of the paper's teacher),
+def train_classifier(model, x_train, y_train, steps, batch_size, lr, weight_decay, seed, desc="train teacher",
+                     precision="auto", crop_scale=(0.08, 1.0)):
+    """Hard-label training for `steps` steps with RandomResizedCrop(`crop_scale`; ImageNet teachers: 0.08-1) + flip,
     AdamW, cosine schedule. The crops matter: students query the teacher on exactly such crops, and a teacher trained
     on whole images only is brittle there (and on the slightly blurred images a VAE decodes). On the CPU, channels-last
     and `precision` ("auto": bf16 autocast where the CPU computes it natively; weights, AdamW and loss in float32):
@@ -207,12 +220,14 @@ def train_classifier(model, x_train, y_train, epochs, batch_size, lr, weight_dec
     gen = torch.Generator().manual_seed(seed)
     x_train = to_model_range(x_train)
     y_train = torch.as_tensor(y_train)
-    steps = epochs * math.ceil(len(x_train) / batch_size)
+    lo, hi = crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise D3HRError(f"crop_scale must be two numbers 0 < lo <= hi <= 1, got {list(crop_scale)}")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = _warmup_cosine(opt, steps, 0.1)
     model.train()
     for idx in tqdm(_batches(len(x_train), batch_size, steps, gen), total=steps, desc=desc, mininterval=10, file=sys.stderr):
-        x = random_resized_crop_flip(x_train[idx], gen).contiguous(memory_format=fmt)
+        x = random_resized_crop_flip(x_train[idx], gen, scale=(lo, hi)).contiguous(memory_format=fmt)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = model(x)
         loss = F.cross_entropy(out.float(), y_train[idx])

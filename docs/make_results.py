@@ -91,9 +91,40 @@ def blocks() -> dict[str, str]:
     return out
 
 
+def stage_bytes() -> str:
+    """ImageNet's bytes per stage (bench/stage_bytes.py), for docs/scaling.md."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "bench" / "stage_bytes.py"), "--configfile", str(ROOT / "config" / "imagenet.yaml"),
+           "--imagenet"]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def imagenet_cost() -> str:
+    """The ImageNet cost table (bench/cost_model.py, from bench/rates.jsonl), for the README."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "bench" / "cost_model.py"), "--configfile", str(ROOT / "config" / "imagenet.yaml"),
+           "--imagenet"]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def teacher_recipe() -> str:
+    """The teacher-recipe bench's table (bench/teacher_recipe.py --report, from bench/teacher_recipe.jsonl)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "bench" / "teacher_recipe.py"), "--out", str(ROOT / "bench" / "teacher_recipe.jsonl"),
+           "--report"]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
 def main():
-    got = blocks()
-    for doc in (ROOT / "docs" / "results.md", ROOT / "README.md"):
+    got = blocks() | {"stage_bytes": stage_bytes(), "imagenet_cost": imagenet_cost(), "teacher_recipe": teacher_recipe()}
+    for doc in (ROOT / "docs" / "results.md", ROOT / "README.md", ROOT / "docs" / "scaling.md",
+                ROOT / "docs" / "benchmarks.md"):
         text = doc.read_text()
         for name, block in got.items():
             text = re.sub(rf"(<!-- {name} -->\n)(?:.*?\n)?(<!-- /{name} -->)",

@@ -17,7 +17,7 @@ from d3hr.config import (
     model_labels,
     variant_overrides,
 )
-from d3hr.data import EMBEDDED_IMAGES_PER_CLASS, IMAGE_EXTENSIONS
+from d3hr.data import EMBEDDED_IMAGES_PER_CLASS, IMAGE_EXTENSIONS, image_subset
 from d3hr.jobserver import start_server, stop_server
 from d3hr.stages import STAGES
 from d3hr.stages import code_version as _code_version

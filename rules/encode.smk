@@ -1,11 +1,10 @@
 # docs/method.md §1: encode, one job per class.
 
 
-# Per-class jobs take one thread each (the default), so two run at once on 2 cores (--set-threads to change).
+# Per-class jobs take one thread each (encode: encode.threads), so two run at once on 2 cores (--set-threads to change).
 rule encode:
     input:
-        images=class_images,
-        pipeline=pipeline_dir,
+        unpack(with_models("pipeline", images=encode_images)),
     output:
         "results/{dataset}/latents/{cls}.h5",
     log:
@@ -15,6 +14,7 @@ rule encode:
     priority: 3  # the chain every D3HR job waits for
     conda:
         "../envs/d3hr.yaml"
+    threads: config["encode"]["threads"]  # on a GPU: JPEG decoding in parallel
     resources:
         gpu=1,
     params:

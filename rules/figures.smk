@@ -62,7 +62,7 @@ rule fig_accuracy:
 
 rule fig_timestep:
     input:
-        every_class(class_h5("ablation/timestep")),
+        ablation_files,
     output:
         png=figure("timestep"),
         pdf="results/{dataset}/figures/timestep.pdf",

@@ -54,6 +54,14 @@ def class_images(wc):
     return class_input(wc.dataset, "train", wc.cls)
 
 
+def encode_images(wc):
+    """An encode job's images: the class's, or the seeded subset of invert.max_images_per_class."""
+    files = class_images(wc)
+    if isinstance(files, str):  # an exported folder: the job takes the subset itself
+        return files
+    return image_subset(files, config["invert"]["max_images_per_class"], config["seed"], wc.cls)
+
+
 def split_images(*splits):
     """The image files (or the export's folders) of every class in `splits`."""
 
@@ -98,8 +106,8 @@ def all_targets():
         for ipc in config["select"]["ipc"]:
             out.append(f"results/{name}/selected/ipc{ipc}/summary.csv")
             out += expand("results/{dataset}/images/d3hr/ipc{ipc}/{cls}", dataset=name, ipc=ipc, cls=CLASSES[name])
-        if eval_methods():
-            out.append(f"results/{name}/tables/accuracy.md")
+        if eval_methods():  # the sanity checks too, with figures on or off
+            out += [f"results/{name}/tables/accuracy.md", f"results/{name}/tables/sanity.md"]
         if "hard" in EVAL.get("labels", ()) and eval_methods():
             out.append(f"results/{name}/tables/label_robust.md")
         if metrics_on():
@@ -190,6 +198,10 @@ def eval_steps(wc):
     return EVAL["full_steps"] if wc.method == "full" else EVAL["steps"]
 
 
+def eval_min_steps(wc):
+    return EVAL["full_min_steps"] if wc.method == "full" else 0
+
+
 def eval_ipcs():
     return [str(i) for i in config["select"]["ipc"]] + (["all"] if "full" in eval_methods() else [])
 
@@ -258,11 +270,32 @@ def ablation_timesteps(wc):
     return config["figures"]["timestep_ablation"]["timesteps"] or config["invert"]["keep_timesteps"]
 
 
-def qq_class(wc):
-    c = config["figures"]["qq_class"] or CLASSES[wc.dataset][0]
-    if c not in CLASSES[wc.dataset]:
-        raise WorkflowError(f"config: figures.qq_class {c!r} is not a class of dataset {wc.dataset}")
+def qq_class_of(dataset):
+    c = config["figures"]["qq_class"] or CLASSES[dataset][0]
+    if c not in CLASSES[dataset]:
+        raise WorkflowError(f"config: figures.qq_class {c!r} is not a class of dataset {dataset}")
     return c
+
+
+def qq_class(wc):
+    return qq_class_of(wc.dataset)
+
+
+def stored_classes(dataset):
+    """The classes whose inverted latents are stored, in class order: the first invert.store_classes and the Q-Q
+    plot's; the timestep ablation runs on them."""
+    n = config["invert"]["store_classes"]
+    first = CLASSES[dataset] if n is None else CLASSES[dataset][:n]
+    return [c for c in CLASSES[dataset] if c in first or c == qq_class_of(dataset)]
+
+
+def stores_inverted(wc):
+    return "variant" not in dict(wc.items()) and wc.cls in stored_classes(wc.dataset)
+
+
+def ablation_files(wc):
+    """The timestep ablation of every class whose inverted latents are stored."""
+    return expand(class_h5("ablation/timestep"), dataset=wc.dataset, cls=stored_classes(wc.dataset))
 
 
 def normality_inputs(wc):
@@ -306,11 +339,11 @@ def benchmark_files(wc):
     b, classes, ipcs = f"benchmarks/{wc.dataset}", CLASSES[wc.dataset], config["select"]["ipc"]
     out = [f"{b}/train_ldm.tsv", f"{b}/model_quality.tsv"] if ds(wc)["model"] == "train" else []
     out += [f"{b}/train_teacher.tsv"] if ds(wc)["teacher"] == "train" else []
-    per_class = ["encode", "invert", "fit_gaussian"] + ["ablation_timestep"] * ablation_on()
-    per_class += ["features", "metrics"] * metrics_on()
+    per_class = ["encode", "invert", "fit_gaussian"] + ["features", "metrics"] * metrics_on()
     per_ipc = ["select", "decode/d3hr"] + [f"decode/{m}" for m in image_methods() if m not in ("d3hr", "random_real")]
     per_ipc += [m for m in ("kmeans", "kmeans_vae") if m in eval_methods()]
     out += [f"{b}/{s}/{c}.tsv" for c in classes for s in per_class]
+    out += [f"{b}/ablation_timestep/{c}.tsv" for c in stored_classes(wc.dataset)] * ablation_on()
     out += [f"{b}/{s}/ipc{i}/{c}.tsv" for c in classes for i in ipcs for s in per_ipc]
     runs = [(m, i) for m in eval_methods() for i in (["all"] if m == "full" else ipcs)]
     for v in ablation_variants():
@@ -336,7 +369,7 @@ def figure_targets(name):
     out += [f"{r}/tables/costs.md", f"{r}/tables/teacher_check.csv"]
     out += [f"{r}/figures/timestep.png"] * ablation_on() + [f"{r}/figures/representativeness.png"] * metrics_on()
     if eval_methods():
-        out += [f"{r}/figures/accuracy_vs_ipc.png", f"{r}/tables/sanity.md"]
+        out += [f"{r}/figures/accuracy_vs_ipc.png"]
         out += [f"{r}/tables/ablation.md"] * bool(ablation_variants())
     return out
 
@@ -392,7 +425,9 @@ def check_ipc_fits():
     """Before any job runs: an IPC above a class's number of training images, where a method draws IPC of them (where
     Snakemake plans the run; a cluster job, which parses the workflow again, does not list every class folder again)."""
     needs = [m for m in ("random_real", "kmeans", "kmeans_vae") if m in eval_methods() and not workflow.remote_exec]
-    ipc = max(config["select"]["ipc"])
+    ipc, sub = max(config["select"]["ipc"]), config["invert"]["max_images_per_class"]
+    if sub and sub < ipc:
+        raise WorkflowError(f"config: invert.max_images_per_class {sub} is below the largest select.ipc {ipc}")
     for name, d in config["datasets"].items():
         for c in CLASSES[name] if needs else []:
             n = (

@@ -15,6 +15,7 @@ rule select:
         "../envs/d3hr.yaml"
     resources:
         mem_mb=1000,
+        gpu=1,
     params:
         args=stage_args("select"),
         code=code_version("select"),

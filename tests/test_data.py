@@ -74,3 +74,33 @@ def test_export_embedded_class(tmp_path):
     with pytest.raises(D3HRError, match="not in embedded dataset"):
         export_embedded_class("animal_mnist", "Unicorn", tmp_path, 100, 0, 32)
     assert EMBEDDED["animal_mnist"][-1] == "Zebra"
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_batches_decoded_on_threads_are_the_same_batches(tmp_path, threads):
+    """iter_image_batches on several threads (encode on a GPU: JPEG decoding a batch ahead) yields exactly the batches
+    of one thread, in file order, with the same skipped files and the same error for a bad file."""
+    rng = np.random.default_rng(0)
+    for i in range(11):
+        Image.fromarray(rng.integers(0, 255, (40 + i, 30, 3), dtype=np.uint8)).save(tmp_path / f"{i:02d}.jpg", quality=90)
+    (tmp_path / "05.jpg").write_bytes(b"not a jpeg")
+    files = sorted(tmp_path.iterdir())
+    runs = []
+    for n in (1, threads):
+        skipped = []
+        runs.append((list(iter_image_batches(files, 16, 3, 4, "skip", skipped, threads=n)), skipped))
+    (one, skip1), (many, skip_n) = runs
+    assert [ids for ids, _ in one] == [ids for ids, _ in many] and len(one) == 3 and skip1 == skip_n == [str(files[5])]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(one, many))
+    with pytest.raises(D3HRError, match="05.jpg: cannot read image"):
+        list(iter_image_batches(files, 16, 3, 4, threads=threads))
+
+
+def test_image_subset_is_seeded_in_file_order_and_all_without_a_cap():
+    from d3hr.data import image_subset
+
+    files = [f"img_{i:03d}.png" for i in range(50)]
+    a, b = image_subset(files, 10, 0, "cat"), image_subset(files, 10, 0, "cat")
+    assert a == b and len(a) == 10 and a == sorted(a) and set(a) <= set(files)
+    assert image_subset(files, 10, 0, "dog") != a and image_subset(files, 10, 1, "cat") != a  # per class and seed
+    assert image_subset(files, 0, 0, "cat") == files == image_subset(files, 50, 0, "cat")

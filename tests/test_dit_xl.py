@@ -12,30 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-# facebook/DiT-XL-2-256: transformer/config.json and vae/config.json (sd-vae-ft-ema), as published
-DIT_XL_2_256 = dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
-                    sample_size=32, patch_size=2, num_embeds_ada_norm=1000, norm_type="ada_norm_zero",
-                    activation_fn="gelu-approximate", attention_bias=True, norm_elementwise_affine=False,
-                    norm_num_groups=32, dropout=0.0, upcast_attention=False)
-SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
-              layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-              norm_num_groups=32, sample_size=256, act_fn="silu", scaling_factor=0.18215)
+from d3hr.synthetic import DIT_XL_2_256
 
 
 @pytest.fixture(scope="module")
 def dit_xl_pipeline(tmp_path_factory):
-    from diffusers import AutoencoderKL, DiTTransformer2DModel
+    from diffusers import DiTTransformer2DModel
 
-    from d3hr.models import build_scheduler, save_pipeline
+    from d3hr.synthetic import save_dit_xl_pipeline
 
     with torch.device("meta"):  # the published model: no memory, no initialisation
         n_params = sum(p.numel() for p in DiTTransformer2DModel(**DIT_XL_2_256).parameters())
-    torch.manual_seed(0)
-    dit = DiTTransformer2DModel(**{**DIT_XL_2_256, "num_layers": 2})
-    vae = AutoencoderKL(**SD_VAE)
-    out = tmp_path_factory.mktemp("dit_xl") / "DiT-XL-2-256"
-    save_pipeline(out, dit.half(), vae, build_scheduler(), [f"n{k:08d}" for k in range(1000)])
-    del dit
+    out = save_dit_xl_pipeline(tmp_path_factory.mktemp("dit_xl") / "DiT-XL-2-256", num_layers=2)
     return out, n_params
 
 
@@ -65,7 +53,7 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
     for i in range(2):  # odd sizes: resized (short side) and centre-cropped to 256
         Image.fromarray(rng.integers(0, 255, (300 + 10 * i, 280, 3), dtype=np.uint8)).save(d / f"{cls}_{i}.JPEG")
     lat = tmp_path / "latents.h5"  # the posterior mean (one VAE pass per image; sampling: tests/test_workflow.py)
-    assert encode_class(d, pipe, lat, 256, 3, batch_size=2, sample_posterior=False, on_bad_image="error", seed=0,
+    assert encode_class(d, pipe, lat, 256, 3, batch_size=2, sample_posterior=False, on_bad_image="error", seed=0, max_images=0,
                         device="cpu", model_precision="auto") == 2
     with h5py.File(lat) as f:
         z0 = f["latents"][:]
@@ -87,7 +75,7 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
 
     inv = tmp_path / "inverted.h5"
     # one DDIM step up and one down (each a guided DiT-XL/2 pass at batch 2): the forwards are most of this test
-    invert_class(lat, pipe, inv, cls, 207, [20], num_steps=50, guidance=4.0, batch_size=2, device="cpu",
+    invert_class(lat, pipe, inv, cls, 207, [20], num_steps=50, guidance=4.0, batch_size=2, store=True, device="cpu",
                  model_precision="auto")
     with h5py.File(inv) as f:
         assert f["t20"].shape == (2, 4, 32, 32) and f.attrs["null_label"] == 1000 and f.attrs["label"] == 207
@@ -96,7 +84,7 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
     fit_class(inv, lat, gauss)
     sel = tmp_path / "selected.h5"
     select_class(gauss, sel, ipc=2, m=20, timestep=20, seed=0, l_mu=1.0, l_sigma=1.0, l_skew=0.5, skew_mode="paper",
-                 chunk_groups=10, threads=1)
+                 chunk_groups=10, where="cpu", threads=1)
     images = decode_class(sel, pipe, tmp_path / "images", guidance=4.0, num_steps=50, batch_size=2,
                           latents_name="latents", start="inverted", device="cpu", model_precision="auto", resize=224)
     assert images.shape == (2, 256, 256, 3) and images.dtype == np.uint8

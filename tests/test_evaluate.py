@@ -270,7 +270,7 @@ def test_epoch_budget_steps_the_rate_once_per_epoch_and_evaluates_the_last_epoch
                            batch_size=4, lr=1e-3, weight_decay=0.01, seed=0, hard_label=True, epochs=12)
     assert res["batches_per_epoch"] == 3 and len(rates) == 36
     assert rates == pytest.approx([1e-3 * ev.lr_factor((i // 3) / 12) for i in range(36)])
-    assert [e["epoch"] for e in res["evals"]] == list(range(3, 13))  # after each of the last 10 epochs
+    assert [e["epoch"] for e in res["evals"]] == list(range(4, 13))  # after each epoch of index > 2: the last 9
     assert res["top1_best_last"] == max(e["top1"] for e in res["evals"]) and res["top1"] == res["evals"][-1]["top1"]
 
 
@@ -310,3 +310,22 @@ def test_prepare_val_resizes_then_centre_crops_and_batches_read_it_back(tmp_path
     assert [len(b) for b, _ in got] == [4, 2]
     assert np.array_equal(np.concatenate([b for b, _ in got]), want)
     assert np.concatenate([lab for _, lab in got]).tolist() == [4, 4, 4, 7, 7, 7]
+
+
+def test_torchvision_builder_builds_resnets_as_the_authors_code():
+    """`evaluate.builder: torchvision` (protocol authors): ResNet students from torchvision.models, whose blocks keep
+    their last BatchNorm at 1; timm's create_model zero-initialises it (zero_init_last). Other students: unchanged."""
+    import torchvision
+
+    from d3hr.nets import create_classifier
+
+    tv = create_classifier("resnet18", 10, 3, small_input=False, resolution=224, seed=0, builder="torchvision")
+    tm = create_classifier("resnet18", 10, 3, small_input=False, resolution=224, seed=0, builder="timm")
+    assert isinstance(tv, torchvision.models.ResNet) and not isinstance(tm, torchvision.models.ResNet)
+    assert tv.state_dict().keys() == tm.state_dict().keys()  # the same architecture, the same parameter names
+    assert all((b.bn2.weight == 1).all() for b in tv.layer1) and all((b.bn2.weight == 0).all() for b in tm.layer1)
+    small = create_classifier("resnet18", 10, 1, small_input=True, resolution=32, seed=0, builder="torchvision")
+    assert small.conv1.kernel_size == (3, 3) and small.conv1.in_channels == 1
+    a = create_classifier("convnet_tiny", 10, 3, resolution=32, seed=0, builder="torchvision")
+    b = create_classifier("convnet_tiny", 10, 3, resolution=32, seed=0, builder="timm")
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from d3hr.gaussian import fit, fit_class, normality
+from d3hr.gaussian import fit, fit_class, normality, timestep_stats
 from d3hr.h5io import write_h5
 
 
@@ -30,8 +30,10 @@ def test_fit_class_files(tmp_path):
     rng = np.random.default_rng(0)
     lat = rng.normal(size=(30, 4, 2, 2)).astype(np.float32)
     inv = {f"t{t}": rng.normal(t / 100, 1.0, size=(30, 4, 2, 2)).astype(np.float32) for t in (480, 600)}
+    stats = {f"stats/{k}/{s}": v for k, x in inv.items() for s, v in timestep_stats(x.reshape(30, -1)).items()}
     write_h5(tmp_path / "lat.h5", {"latents": lat}, {"cls": "a"})
-    write_h5(tmp_path / "inv.h5", {**inv, "timesteps": np.array([480, 600])}, {"cls": "a", "label": 0, "guidance": 4.0})
+    write_h5(tmp_path / "inv.h5", {**stats, "timesteps": np.array([480, 600])},
+             {"cls": "a", "label": 0, "guidance": 4.0, "latent_shape": [4, 2, 2], "n_images": 30})
     fit_class(tmp_path / "inv.h5", tmp_path / "lat.h5", tmp_path / "g.h5")
     with h5py.File(tmp_path / "g.h5") as f:
         np.testing.assert_allclose(f["t600/mean"][:], inv["t600"].reshape(30, -1).mean(0), rtol=1e-5)

@@ -30,7 +30,9 @@ def test_imagenet_dag_has_every_job_of_1000_classes_and_the_slurm_profile_groups
     stats = job_stats(out)
     n, ipcs = 1000, cfg["select"]["ipc"]
     e = cfg["evaluate"]
-    assert stats["encode"] == stats["invert"] == stats["fit_gaussian"] == stats["ablation_timestep"] == n
+    assert stats["encode"] == stats["invert"] == stats["fit_gaussian"] == n
+    stored = cfg["invert"]["store_classes"]  # the timestep ablation runs on the classes that store inverted latents
+    assert stats["ablation_timestep"] == stored == 10
     assert stats["select"] == stats["decode"] == stats["random_real"] == n * len(ipcs)
     assert stats["evaluate"] == len(e["methods"]) * len(ipcs) * len(e["students"]) * len(e["seeds"])
     assert stats["selection_summary"] == stats["collect_eval"] == len(ipcs)
@@ -41,8 +43,8 @@ def test_imagenet_dag_has_every_job_of_1000_classes_and_the_slurm_profile_groups
     assert "export_embedded" not in stats and "train_ldm" not in stats
     assert stats["total"] == sum(v for k, v in stats.items() if k != "total")
 
-    # groups (profiles/slurm): 10 components per sbatch. per_class_cpu: each class's fit_gaussian + its selects
-    # (1,000 components) and each random_real job (2,000); decode: 2,000 decodes
+    # groups (profiles/slurm): 10 components per sbatch. per_class_cpu: each class's fit_gaussian (1,000 components)
+    # and each random_real job (2,000); decode: each select with its decode (2,000)
     groups = {g: len(re.findall(rf"Group job {g} ", out)) for g in ("per_class_cpu", "decode")}
     assert groups == {"per_class_cpu": (n + n * len(ipcs)) // 10, "decode": n * len(ipcs) // 10}
     grouped_rules = {g.split("=")[0] for g in yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["groups"]}
@@ -50,8 +52,8 @@ def test_imagenet_dag_has_every_job_of_1000_classes_and_the_slurm_profile_groups
         r for r in stats if r.startswith("fig_")}
     n_local = sum(stats[r] for r in localrules)
     ungrouped = stats["total"] - n_local - sum(stats[r] for r in grouped_rules if r in stats)
-    # encode, invert, ablation_timestep per class; evaluate; prepare_val, teacher_table and sanity_table once (they
-    # load the teacher and images: jobs, not work for the submit host)
-    assert ungrouped == 3 * n + stats["evaluate"] + 3 and stats["prepare_val"] == stats["sanity_table"] == 1
-    # what goes through sbatch: 3,539 jobs with the groups, 10,039 without
-    assert (ungrouped + sum(groups.values()), stats["total"] - n_local) == (3539, 10039)
+    # encode, invert per class; ablation_timestep per stored class; evaluate; prepare_val, teacher_table and
+    # sanity_table once (they load the teacher and images: jobs, not work for the submit host)
+    assert ungrouped == 2 * n + stored + stats["evaluate"] + 3 and stats["prepare_val"] == stats["sanity_table"] == 1
+    # what goes through sbatch: 2,549 jobs with the groups, 9,049 without
+    assert (ungrouped + sum(groups.values()), stats["total"] - n_local) == (2549, 9049)

@@ -111,7 +111,7 @@ def _blocking_job(env, tmp_path):
             str(tmp_path / "val.h5"), *common, "--teacher", str(teacher), "--student", "convnet_tiny", "--method", "x",
             "--ipc", "4", "--seed", "0", "--epochs", "1", "--steps", "1000000", "--batch-size", "4", "--lr", "0",
             "--weight-decay", "0.01", "--mix", "cutmix", "--temperature", "0", "--schedule", "authors", "--precision",
-            "auto", "--device", "cpu", "--out",
+            "auto", "--min-steps", "0", "--builder", "timm", "--device", "cpu", "--out",
             str(tmp_path / "ev.json")]
 
 

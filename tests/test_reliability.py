@@ -108,7 +108,7 @@ def test_encode_memory_does_not_grow_with_the_class(tmp_path):
             Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(d / f"{i:05d}.png", compress_level=0)
     peak = {n: _peak_rss_mb([str(BIN / "d3hr"), "encode", "--pipeline", str(pipe), "--class-dir", str(tmp_path / f"c{n}" / "big"),
                              "--resolution", "64", "--batch-size", "32", "--device", "cpu", "--channels", "3", "--seed", "0",
-                             "--on-bad-image", "error", "--sample-posterior", "--model-precision", "auto",
+                             "--on-bad-image", "error", "--sample-posterior", "--model-precision", "auto", "--max-images", "0",
                              "--out", str(tmp_path / f"{n}.h5")])
             for n in (100, 2500)}
     with h5py.File(tmp_path / "2500.h5") as f:
@@ -166,14 +166,15 @@ def _flags(**kw):
     return [x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", v)]
 
 
-ENCODE = _flags(channels=3, batch_size=4, seed=0, on_bad_image="error", model_precision="auto") + ["--sample-posterior"]
+ENCODE = _flags(channels=3, batch_size=4, seed=0, on_bad_image="error", model_precision="auto", max_images=0) + [
+    "--sample-posterior"]
 
 
 def _eval_flags(**kw):
     """The evaluate flags the workflow always sets, with test values (`batch_size=4` for --batch-size 4)."""
     return _flags(**{"seed": 0, "channels": 3, "epochs": 1, "steps": 2, "batch_size": 0, "lr": 0,
                      "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "device": "cpu", "schedule": "authors",
-                     "precision": "auto", **kw})
+                     "precision": "auto", "min_steps": 0, "builder": "timm", **kw})
 
 
 def _d3hr(*args):
@@ -227,7 +228,7 @@ def test_cli_errors_name_the_file_and_write_nothing(tmp_path, tiny_pipeline):
         f["latents"][1, 0, 0, 0] = np.nan
     p = _cli("invert", "--pipeline", tiny_pipeline, "--latents", out, "--cls", "cat", "--label", 0, "--timesteps", 600,
              "--out", tmp_path / "inv.h5", "--device", "cpu",
-             *_flags(batch_size=4, num_steps=50, guidance=4.0, model_precision="auto"))
+             *_flags(batch_size=4, num_steps=50, guidance=4.0, model_precision="auto"), "--store")
     assert p.returncode == 2 and "NaN/Inf" in p.stderr and "[1]" in p.stderr and not (tmp_path / "inv.h5").exists()
     # a label the model does not have
     p = _cli("baseline-noise", "--pipeline", tiny_pipeline, "--cls", "cat", "--label", 7, "--ipc", 1,
@@ -248,13 +249,14 @@ def test_cli_reports_the_time_from_launch_to_its_stage_when_asked(tmp_path, monk
 
 def test_zero_variance_dimension_is_an_error(tmp_path):
     from d3hr import D3HRError
-    from d3hr.gaussian import fit_class
+    from d3hr.gaussian import fit_class, timestep_stats
     from d3hr.h5io import write_h5
 
     x = np.random.default_rng(0).normal(size=(10, 4, 2, 2)).astype(np.float32)
     x[:, 0, 0, 0] = 1.5
     write_h5(tmp_path / "lat.h5", {"latents": x}, {"cls": "a"})
-    write_h5(tmp_path / "inv.h5", {"t600": x, "timesteps": np.array([600])}, {"cls": "a"})
+    stats = {f"stats/t600/{k}": v for k, v in timestep_stats(x.reshape(10, -1)).items()}
+    write_h5(tmp_path / "inv.h5", {**stats, "timesteps": np.array([600])}, {"cls": "a", "latent_shape": [4, 2, 2]})
     with pytest.raises(D3HRError, match="1 of 16 dimensions have zero variance at t=600"):
         fit_class(tmp_path / "inv.h5", tmp_path / "lat.h5", tmp_path / "g.h5")
     assert not (tmp_path / "g.h5").exists()
@@ -288,7 +290,8 @@ def test_teacher_and_student_training_repeat_exactly_in_new_processes(tmp_path):
     for i in (1, 2):
         p = _d3hr("train-teacher", "--threads", 1, "--root", root, "--classes", "cat", "dog", "--resolution", 16,
                   "--arch", "convnet_tiny", "--epochs", 1, "--seed", 3, "--channels", 3, "--batch-size", 128,
-                  "--lr", 2e-3, "--weight-decay", 0.01, "--precision", "auto", "--out", tmp_path / f"t{i}.pt")
+                  "--lr", 2e-3, "--weight-decay", 0.01, "--precision", "auto", "--min-steps", 0, "--crop-scale", 0.08, 1,
+                  "--out", tmp_path / f"t{i}.pt")
         assert p.returncode == 0, p.stderr
     t1, t2 = (torch.load(tmp_path / f"t{i}.pt", weights_only=False)["state_dict"] for i in (1, 2))
     assert all(torch.equal(t1[k], t2[k]) for k in t1)

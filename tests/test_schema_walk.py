@@ -35,15 +35,15 @@ PER_CLASS = {"encode", "invert", "fit_gaussian", "select", "decode", "random_rea
 # key: (new value, the rules whose jobs use it: their commands change, or they are new jobs[, rules that lose jobs])
 CASES = {
     "seed": (1, {"encode", "select", "random_real", "dit_noise", "kmeans", "ablation_timestep", "real_features"}),
-    "device": ("auto", {"encode", "invert", "decode", "ablation_timestep", "decode_variant", "real_features",
+    "device": ("auto", {"encode", "invert", "select", "decode", "ablation_timestep", "decode_variant", "real_features",
                         "set_scores"} | EVAL),
     "model_precision": ("fp32", {"encode", "invert", "decode", "ablation_timestep", "decode_variant",
                                  "real_features", "set_scores"}),
     "job_server": (False, set()),  # how jobs start, not what they compute: no command changes, nothing reruns
     "datasets.<name>.classes": (["cat"], {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage",
                                          "teacher_table", "prepare_val", "selection_summary", "cost_table",
-                                         "representativeness", "fig_timestep"} | EVAL,
-                                PER_CLASS),
+                                         "representativeness"} | EVAL,
+                                PER_CLASS - {"ablation_timestep"}),  # dog had none (invert.store_classes: 1)
     "datasets.<name>.resolution": (24, {"encode", "random_real", "prepare_val", "teacher_table", "real_features",
                                         "set_scores"} | EVAL),
     "datasets.<name>.decode_resize": (24, {"decode", "decode_variant", "prepare_val", "teacher_table", "real_features", "set_scores"}
@@ -78,6 +78,7 @@ CASES = {
     "evaluate.full_epochs": (2, EVAL),
     "evaluate.steps": (4, EVAL),
     "evaluate.full_steps": (4, EVAL),
+    "evaluate.full_min_steps": (7, EVAL),
     "evaluate.batch_size": (6, EVAL),
     "evaluate.protocol": ("authors", {"prepare_val"} | EVAL),
     "evaluate.lr": (2e-3, EVAL),
@@ -89,11 +90,15 @@ CASES = {
     "evaluate.labels": (["soft"], {"collect_eval", "cost_table"}, {"evaluate_hard", "label_robust_table"}),
     "evaluate.lrs_weight": (0.4, {"label_robust_table"}),
     "evaluate.val_crop": (0.875, {"prepare_val"}),
+    "evaluate.builder": ("torchvision", EVAL),
+    "invert.store_classes": (None, {"invert", "fig_timestep", "ablation_timestep", "cost_table"}),  # dog's ablation
+    "invert.max_images_per_class": (4, {"encode"}),  # 6 images a class: a subset of 4 feeds encode (and what follows)
     "figures.enabled": (False, set(), {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage", "fig_timestep",
-                                       "fig_accuracy", "teacher_table", "cost_table", "ablation_timestep",
-                                       "ablation_table", "evaluate", "fig_representativeness", "sanity_table"}),
+                                       "fig_accuracy", "cost_table", "ablation_timestep",
+                                       "ablation_table", "evaluate", "fig_representativeness"}),
     # (evaluate: the variants' students)
-    "figures.qq_class": ("dog", {"fig_normality"}),
+    "figures.qq_class": ("dog", {"fig_normality", "invert", "fig_timestep", "ablation_timestep", "cost_table"}),
+    # (dog's inverted latents stored, and its timestep ablation)
     "figures.qq_dims": (2, {"fig_normality"}),
     "figures.grid_ipc": (1, {"fig_samples"}, {"fig_samples"}),  # samples_ipc{grid_ipc}.png: another file
     "figures.grid_classes": (1, {"fig_samples"}),
@@ -129,13 +134,14 @@ TRAIN_CASES = {
         "num_layers": 1, "patch_size": 4, "learn_sigma": True, "label_dropout": 0.2}.items()},
     **{f"train.teacher.{k}": (v, {"train_teacher"}) for k, v in {
         "arch": "convnet_tiny", "epochs": 2, "batch_size": 3, "lr": 3e-3, "weight_decay": 0.02,
-        "precision": "fp32"}.items()},
+        "precision": "fp32", "min_steps": 5, "crop_scale": [0.3, 1.0]}.items()},
     "model_precision": ("fp32", {"model_quality"}),  # the other model jobs: CASES
     "train.quality.samples_per_class": (2, {"model_quality"}),
     "datasets.<name>.channels": (1, {"train_ldm", "train_teacher", "model_quality"}),
 }
 
 NOT_WALKED = {
+    "encode.threads": "a job's threads change no result (the same batches: tests/test_data.py)",
     "datasets.<name>.embedded": "the embedded export (its own dataset kind): tests/test_data.py",
     "datasets.<name>.val_per_class": "the embedded export's split: tests/test_data.py",
     "datasets.<name>.root": "a path: moving the data is a change of every input, not of a value",

@@ -63,7 +63,7 @@ def test_tiny_config_end_to_end_through_sbatch(cluster, tmp_path):
     for rule in ("encode", "invert", "evaluate"):
         assert f"rule_{rule}/" in logs, (rule, logs)
     groups = {g: [j for log, j in submitted.items() if f"/group_{g}_" in log] for g in ("per_class_cpu", "decode")}
-    # 2 fit_gaussian + 2 select (2 components): one sbatch; 2 decodes: one sbatch
+    # 2 fit_gaussian: one sbatch; 2 selects with their 2 decodes (select samples on the group's GPU): one sbatch
     assert len(groups["per_class_cpu"]) == 1 and len(groups["decode"]) == 1, logs
     assert "rule_fit_gaussian/" not in logs and "rule_select/" not in logs and "rule_decode/" not in logs
     assert "rule_tables" not in logs and "rule_collect_eval" not in logs

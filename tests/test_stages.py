@@ -24,6 +24,10 @@ PROCESS = {"threads", "device"}  # d3hr.cli.main's: a stage names them to receiv
 # input function of the rules (fn:...) rather than as a cfg: source
 WORKFLOW_KEYS = {
     "job_server": "how local jobs start (rules/common.smk: start_server)",
+    "encode.threads": "the encode rule's threads (`--threads`; on a GPU its JPEG decoding workers)",
+    "evaluate.full_min_steps": "the floor of `full`'s steps: min_steps of its jobs (fn:eval_min_steps; 0 for the sets)",
+    "invert.store_classes": "which classes store their inverted latents (fn:stores_inverted) and run the timestep "
+                            "ablation (stored_classes)",
     "datasets.<name>.root": "the dataset's folders: inputs of the rules (fn:dataset_root_of, fn:class_dir, ...)",
     "datasets.<name>.classes": "the class list: one job per class (CLASSES in rules/common.smk)",
     "datasets.<name>.model": "the pipeline: an input of the model rules (pipeline_dir)",

@@ -102,7 +102,7 @@ def test_teacher_precision_trains_in_bf16_or_fp32_and_refuses_others(monkeypatch
         model = create_classifier("convnet_tiny", 2, 3, resolution=16, seed=0)
         conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
         hook = conv.register_forward_hook(lambda m, i, o: seen.append((precision, o.dtype)))
-        model = train_classifier(model, x, y, epochs=4, batch_size=16, lr=1e-2, weight_decay=0.0, seed=0,
+        model = train_classifier(model, x, y, steps=16, batch_size=16, lr=1e-2, weight_decay=0.0, seed=0,
                                  precision=precision)
         hook.remove()
         assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from d3hr.h5io import read_attrs
+
 from conftest import (copy_run, copy_workflow, dry_run_jobs, make_dataset, make_pipeline, make_teacher, snakemake,
                       tiny_config, write_config)
 
@@ -143,8 +145,12 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
             with h5py.File(wd / f"results/tiny/selected/ipc{ipc}/{c}.h5") as f:
                 assert f["latents"].shape == (ipc, 4, 8, 8) and f.attrs["timestep"] == 500 and f.attrs["ipc"] == ipc
         assert (wd / f"results/tiny/selected/ipc{ipc}/summary.csv").read_text().count("\n") == 3
-    with h5py.File(wd / "results/tiny/inverted/cat.h5") as f:
-        assert sorted(f) == ["ids", "t300", "t500", "timesteps"] and f.attrs["guidance"] == 2.0
+    with h5py.File(wd / "results/tiny/inverted/cat.h5") as f:  # invert.store_classes: 1, the first class stored
+        assert sorted(f) == ["ids", "stats", "t300", "t500", "timesteps"] and f.attrs["guidance"] == 2.0
+        assert f["t500"].dtype == np.float16 and sorted(f["stats/t500"]) == ["kurtosis", "mean", "normal_p", "skew", "var"]
+    with h5py.File(wd / "results/tiny/inverted/dog.h5") as f:  # the statistics alone
+        assert sorted(f) == ["ids", "stats", "timesteps"] and read_attrs(f)["stored_timesteps"] == []
+    assert sorted(p.name for p in (wd / "results/tiny/ablation/timestep").glob("*.h5")) == ["cat.h5"]
     acc = pd.read_csv(wd / "results/tiny/tables/accuracy.csv", dtype={"ipc": str})
     assert len(acc) == 11 and set(acc.method) == {"d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full"}
     assert acc.top1.between(0, 1).all() and (acc[acc.method == "full"].n_train_images == 12).all()
@@ -207,11 +213,12 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     os.rename(tmp_path / "more" / "val" / "eel", root / "val" / "eel")
     jobs = dry_run_jobs(wd)
     assert _other(jobs, "eel") == []
-    assert _rules(jobs) == sorted(["ablation_timestep", "decode_variant", "ablation_table", "all", "collect_eval",
+    # eel, past invert.store_classes (1), stores no inverted latents: no timestep ablation, no new timestep figure
+    assert _rules(jobs) == sorted(["decode_variant", "ablation_table", "all", "collect_eval",
                                    "decode", "dit_noise", "encode", "evaluate", "fit_gaussian", "invert", "kmeans",
                                    "random_real", "select", "selection_summary", "tables", "real_features",
                                    "prepare_val"]  # the validation split gains the class's images
-                                  + FIGURE_RULES + SCORE_RULES)
+                                  + [r for r in FIGURE_RULES if r != "fig_timestep"] + SCORE_RULES)
 
 
 def test_bad_config_is_rejected_with_the_value(tiny_workflow):
@@ -300,3 +307,7 @@ def test_an_ipc_above_a_class_size_fails_before_any_job_runs(tiny_workflow):
     methods = ["d3hr", "dit_noise", "d3hr_nogroup"]  # generative sets only: any IPC
     write_config(wd, {**cfg, "select": {**cfg["select"], "ipc": [1, 2, 7]}, "evaluate": {**cfg["evaluate"], "methods": methods}})
     snakemake(wd, "-n")
+    # a subset of the images below the largest IPC (invert.max_images_per_class) is refused the same way
+    write_config(wd, {**cfg, "invert": {**cfg["invert"], "max_images_per_class": 1}})
+    p = snakemake(wd, "-n", check=False)
+    assert p.returncode != 0 and "invert.max_images_per_class 1 is below the largest select.ipc 2" in p.stdout + p.stderr
