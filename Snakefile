@@ -50,6 +50,10 @@ include: "rules/variants.smk"
 include: "rules/metrics.smk"
 
 
+# A cluster job's own job server, once its rules are known (rules/common.smk).
+start_cluster_job_server()
+
+
 rule all:
     default_target: True
     input:

@@ -38,7 +38,30 @@ def n_steps(num_inference_steps: int, t: int, train_steps: int = 1000) -> int:
     return sum(1 for g in range(0, train_steps, train_steps // num_inference_steps) if g <= t)
 
 
-def model(config: dict, counts: dict, rates: list[dict], gpu: str) -> tuple[list[dict], dict]:
+# the rule of each GPU row, by the row's first word
+RULE_OF = {"encode": "encode", "invert": "invert", "select": "select", "decode": "decode",
+           "timestep": "ablation_timestep", "evaluate": "evaluate"}
+
+
+def slurm_jobs(rows: list[dict], profile: dict) -> tuple[int, int]:
+    """(cluster jobs, grouped members) of the GPU rows under a SLURM profile's `groups` and `group-components`: a
+    group's components are its rules' largest job count (a class's encode with its invert; a selection with its
+    decode), `k` of them per cluster job. Every cluster job pays a process's start, imports and model load (its job
+    server's); each member of a group job is served (rules/common.smk)."""
+    groups = dict(g.split("=") for g in profile.get("groups", []))
+    per_job = {g: int(k) for g, k in (x.split("=") for x in profile.get("group-components", []))}
+    components, alone, members = {}, 0, 0
+    for r in rows:
+        g = groups.get(RULE_OF[r["stage"].split()[0].rstrip(":")])
+        if g is None:
+            alone += r["jobs"]
+        else:
+            components[g] = max(components.get(g, 0), r["jobs"])
+            members += r["jobs"]
+    return alone + sum(math.ceil(c / per_job.get(g, 1)) for g, c in components.items()), members
+
+
+def model(config: dict, counts: dict, rates: list[dict], gpu: str, profile: dict | None = None) -> tuple[list[dict], dict]:
     inv, sel, dec, ev, fig = (config[k] for k in ("invert", "select", "decode", "evaluate", "figures"))
     n, C, n_val = counts["train"], counts["classes"], counts["val"]
     stored = C if inv.get("store_classes") is None else min(C, inv["store_classes"])
@@ -114,9 +137,13 @@ def model(config: dict, counts: dict, rates: list[dict], gpu: str) -> tuple[list
     evaluate = sum(r["gpu_h"] for r in known if r["stage"].startswith("evaluate"))
     jobs = sum(r["jobs"] for r in rows)
     fixed = {m: newest(rates, stage="job_fixed", mode=m) for m in ("served", "own process")}
+    sbatch, members = slurm_jobs(rows, profile or {})
+    fixed_h = {m: jobs * f["rate"] / 3600 for m, f in fixed.items() if f}
+    if all(fixed.values()):
+        fixed_h["SLURM"] = (sbatch * fixed["own process"]["rate"] + members * fixed["served"]["rate"]) / 3600
     summary = {"distill_gpu_h": distill, "evaluate_gpu_h": evaluate, "gpu_h": distill + evaluate,
-               "longest_job_h": longest / 3600, "jobs": jobs,
-               "fixed_h": {m: jobs * f["rate"] / 3600 for m, f in fixed.items() if f},
+               "longest_job_h": longest / 3600, "jobs": jobs, "sbatch": sbatch, "members": members,
+               "fixed_h": fixed_h,
                "missing": [r["stage"] for r in rows if r["gpu_h"] is None]}
     return rows, summary
 
@@ -130,6 +157,8 @@ def main(argv=None):
     p.add_argument("--rates", default=str(RATES))
     p.add_argument("--gpu", default="NVIDIA H200", help="the device whose rates to use")
     p.add_argument("--gpus", type=int, default=4, help="the box's GPUs for the wall time")
+    p.add_argument("--profile", default=str(REPO / "profiles" / "slurm" / "config.yaml"),
+                   help="the SLURM profile whose groups set the cluster jobs")
     a = p.parse_args(argv)
     from d3hr.config import apply_protocol, validate_schema
 
@@ -138,7 +167,7 @@ def main(argv=None):
         raise SystemExit("only --imagenet counts are built in")
     counts = IMAGENET
     rates = load_rates(a.rates)
-    rows, s = model(config, counts, rates, a.gpu)
+    rows, s = model(config, counts, rates, a.gpu, yaml.safe_load(Path(a.profile).read_text()))
     print(f"`{Path(a.configfile).name}`, ILSVRC2012 ({counts['train']:,} training images, {counts['classes']:,} "
           f"classes), rates of one {a.gpu} from `{Path(a.rates).name}`:\n")
     print("| stage | work | rate | GPU-h | how |\n|---|---|---|---:|---|")
@@ -153,9 +182,18 @@ def main(argv=None):
                                                                                    s["longest_job_h"])
     print(f"- Distillation (encode to decode, with the timestep ablation): **{s['distill_gpu_h']:.1f} GPU-h** "
           f"(goal <= 10: {dist_goal}), evaluation {s['evaluate_gpu_h']:.1f} GPU-h.")
-    print(f"- Fixed cost of the {s['jobs']:,} GPU jobs: " + ", ".join(
-        f"{h:.2f} GPU-h {m}" for m, h in s["fixed_h"].items()) + " (local runs are served by the job server; a "
-          f"SLURM job starts its own process).")
+    fx = s["fixed_h"]
+    print(f"- Fixed cost of the {s['jobs']:,} GPU jobs (imports, CUDA start, model load; rates of a served and of a "
+          f"lone VAE job): local run, served by the job server, **{fx.get('served', 0):.2f} GPU-h**; SLURM with "
+          f"`profiles/slurm`, {s['sbatch']:,} cluster jobs at the own-process rate (a group job's is its job "
+          f"server's start) and {s['members']:,} grouped members served, **{fx.get('SLURM', 0):.2f} GPU-h** (every job in a process of its own: "
+          f"{fx.get('own process', 0):.2f} GPU-h). Extrapolated: the served rate is a VAE job's, and a DiT job's "
+          f"held model (bench/model_cache.py) is assumed to cost as little on a GPU as on the CPU.")
+    served = newest(rates, stage="job_fixed", mode="served")
+    if served:
+        shares = [f"{r['stage'].split()[0].rstrip(':')} {100 * r['jobs'] * served['rate'] / (r['gpu_h'] * 3600):.0f} %"
+                  for r in rows if r["gpu_h"]]
+        print(f"- Served fixed cost per job against the stage's GPU time (goal <= 10 %): {', '.join(shares)}.")
     print(f"- Wall time, jobs packed perfectly: one GPU **{wall_1:.0f} h**; {a.gpus} GPUs **{wall_n:.1f} h** "
           f"(goal <= 24 h: {'missed' if wall_n > 24 else 'not judged' if partial else 'met'}{partial}; the "
           f"longest job, one student, "

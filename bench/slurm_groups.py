@@ -1,7 +1,10 @@
-"""What the SLURM profile's groups save (`per_class_cpu`: fit_gaussian, select, kmeans, random_real, dit_noise;
-`decode`): a tiny config run end to end through a one-node SLURM cluster on localhost (tests/slurm_cluster.py, root
-and Debian's slurm-wlm + munge needed), once with the profile as it is and once with its groups removed, in the same
-process; wall time, sbatch jobs, and the resources the group jobs asked for.
+"""What the SLURM profile's groups and the cluster jobs' job servers save (groups `distill`: encode, invert;
+`per_class_cpu`: fit_gaussian, kmeans, random_real, dit_noise; `decode`: select, decode): a tiny config run end to end
+through a one-node SLURM cluster on localhost (tests/slurm_cluster.py, root and Debian's slurm-wlm + munge needed),
+in the same process: with the profile as it is (each cluster job's members served by that job's job server), with
+`job_server: false` (each member its own process), and with the groups removed; wall time, sbatch jobs, each grouped
+rule's mean seconds per job (its benchmark file: the member's own start-up included), and the resources the group
+jobs asked for.
 
     python bench/slurm_groups.py [n_classes]
 """
@@ -9,6 +12,7 @@ process; wall time, sbatch jobs, and the resources the group jobs asked for.
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,15 +32,18 @@ reason = slurm_cluster.start()
 if reason:
     slurm_cluster.stop()
     sys.exit(f"no SLURM cluster: {reason}")
+MODES = ("grouped, served", "grouped, own process", "one sbatch per job")
+RULES = ("encode", "invert", "fit_gaussian", "select", "decode")  # the grouped rules with a benchmark file
 rows = []
 try:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        for mode in ("grouped", "one sbatch per job"):
-            wd, cfg = build_tiny_workflow(d / mode.split()[0] / "wf", classes=tuple(names), model_classes=tuple(names))
+        for k, mode in enumerate(MODES):
+            wd, cfg = build_tiny_workflow(d / f"m{k}" / "wf", classes=tuple(names), model_classes=tuple(names))
             cfg["select"]["ipc"] = [1, 2]
             cfg["evaluate"]["methods"] = ["d3hr", "random_real", "dit_noise"]
             cfg["figures"] = {"enabled": False}
+            cfg["job_server"] = mode != "grouped, own process"
             write_config(wd, cfg)
             prof = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
             if not mode.startswith("grouped"):  # the reference: the same profile without its groups
@@ -58,16 +65,22 @@ try:
             out = p.stdout + p.stderr
             sbatch = len(re.findall(r"has been submitted with SLURM jobid", out))
             jobs = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
-            rows.append((mode, jobs, sbatch, wall))
-            for g in re.findall(r"^sbatch call: .*--comment rule_((?:per_class_cpu|decode)_\S+)\s+(.*?) -D ", out, re.M):
-                if g[0].startswith("per_class_cpu_") or g[0] == "decode_decode":  # group jobs, not single decodes
+            per_job = {r: statistics.mean(float(f.read_text().splitlines()[1].split()[0])
+                                          for f in (wd / "benchmarks" / "tiny" / r).rglob("*.tsv"))
+                       for r in RULES}
+            rows.append((mode, jobs, sbatch, wall, per_job))
+            for g in re.findall(r"^sbatch call: .*--comment rule_((?:distill|per_class_cpu|decode)_\S+)\s+(.*?) -D ",
+                                out, re.M):
+                if not g[0].startswith("decode_") or g[0] == "decode_decode":  # group jobs, not single decodes
                     print(f"{mode}: group job {g[0]} asked for {g[1]}")
 finally:
     slurm_cluster.stop()
 print(f"tiny config, {n_classes} classes, IPC 1 and 2, through a one-node SLURM cluster on localhost")
-print("| mode | Snakemake jobs | sbatch jobs | wall s |")
-print("|---|---|---|---|")
-for mode, jobs, sbatch, wall in rows:
-    print(f"| {mode} | {jobs} | {sbatch} | {wall:.0f} |")
-print(f"grouping: {rows[1][2] - rows[0][2]} fewer sbatch jobs, wall time ratio (ungrouped / grouped) "
-      f"{rows[1][3] / rows[0][3]:.2f}")
+print("| mode | Snakemake jobs | sbatch jobs | wall s | " + " | ".join(f"{r} s/job" for r in RULES) + " |")
+print("|---|---|---|---|" + "---|" * len(RULES))
+for mode, jobs, sbatch, wall, per_job in rows:
+    print(f"| {mode} | {jobs} | {sbatch} | {wall:.0f} | " + " | ".join(f"{per_job[r]:.1f}" for r in RULES) + " |")
+(_, _, s0, w0, j0), (_, _, _, w1, j1), (_, _, s2, w2, _) = rows
+print(f"job servers in group jobs: wall time ratio (own process / served) {w1 / w0:.2f}; seconds a grouped job "
+      "saves: " + ", ".join(f"{r} {j1[r] - j0[r]:.1f}" for r in RULES))
+print(f"grouping: {s2 - s0} fewer sbatch jobs, wall time ratio (ungrouped / grouped) {w2 / w0:.2f}")

@@ -19,6 +19,14 @@ exits with the child's exit status and writes the child's CPU time and peak memo
 - What this takes of other libraries' private internals (torch's device query, diffusers' cached device type,
   atexit's handlers) is in d3hr/patches.py, one function each; this module patches nothing itself.
 - A child dies with the server (Linux parent-death signal); the server reaps every child.
+- Models held in memory: the first job that names a pipeline (`--pipeline DIR`) makes the server load that
+  pipeline's VAE and DiT in float32 on the CPU (`cache_models`; again when their files change). Every later job
+  forks with them and takes them from memory, cast to its dtype, instead of reading them from disk
+  (`patches.serve_pretrained`): DiT-XL/2 is 2.7 GB, about 3 s of a job that decodes one class at IPC 10 in about
+  half a second of GPU time (docs/benchmarks.md, "Models held by the job server"). The weights are those the job
+  would have read, so its outputs are the same.
+- A cluster job of two or more GPU jobs (a SLURM group job, its members one after another) starts a server of its own
+  when its Snakemake reads the workflow (rules/common.smk): the group pays the imports and the model load once.
 
     python -m d3hr.jobserver serve SOCKET [--parent PID]     # what onstart runs
 """
@@ -184,6 +192,54 @@ def preload():
         import threadpoolctl  # noqa: F401
 
 
+HOLD_ENV = "D3HR_HOLD_MODELS"  # "0" in a job's environment: the job loads its models itself (bench/model_cache.py)
+_MODELS: dict = {}  # (pipeline dir, subfolder) -> (its files' stamp, the float32 model on the CPU); children inherit it
+_COMPONENTS = (("vae", "AutoencoderKL"), ("transformer", "DiTTransformer2DModel"))
+
+
+def _stamp(folder: str) -> tuple:
+    return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file()))
+
+
+def cache_models(req: dict):
+    """Before forking a job that names a pipeline (`--pipeline DIR`): hold that pipeline's VAE and DiT in memory, in
+    float32 on the CPU, loaded once (again when their files change), on one thread (no thread pool is started in the
+    server: forks of a process with a running OpenMP pool can hang) and without a CUDA query. A model that does not
+    load is left to the job, which reports the error itself."""
+    argv = req.get("argv", [])
+    if "--pipeline" not in argv[:-1]:
+        return
+    path = os.path.normpath(os.path.join(req["cwd"], argv[argv.index("--pipeline") + 1]))
+    if not os.path.isfile(os.path.join(path, "model_index.json")):
+        return
+    import diffusers
+    import torch
+
+    from d3hr import patches
+
+    for sub, name in _COMPONENTS:
+        key, folder = (path, sub), os.path.join(path, sub)
+        try:
+            stamp = _stamp(folder)
+            if key in _MODELS and _MODELS[key][0] == stamp:
+                continue
+            _MODELS.pop(key, None)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with patches.cuda_query_held_off():
+                    model = getattr(diffusers, name).from_pretrained(path, subfolder=sub, local_files_only=True,
+                                                                     torch_dtype=torch.float32)
+            finally:
+                torch.set_num_threads(threads)
+            _MODELS[key] = (stamp, model.eval())
+            print(f"[d3hr] job server: holds {folder} ({sum(p.numel() for p in model.parameters()):,} parameters)",
+                  flush=True)
+        except Exception as e:  # noqa: BLE001 - the job loads it itself and reports what is wrong
+            print(f"[d3hr] job server: {folder} not held ({type(e).__name__}: {e}); jobs load it themselves",
+                  flush=True)
+
+
 def _forks_can_use_cuda() -> bool:
     """Whether a child forked now could initialise CUDA (torch marks a fork after a CUDA query as bad)."""
     from d3hr.patches import cuda_fork_poisoned
@@ -224,6 +280,8 @@ def _child(req: dict) -> int:
     for name in [m for m in sys.modules if m == "d3hr" or m.startswith("d3hr.")]:
         del sys.modules[name]  # a module edited since the server started is read afresh
     patches.redetect_diffusers_device()
+    if req["env"].get(HOLD_ENV) != "0":
+        patches.serve_pretrained({k: m for k, (_, m) in _MODELS.items()})
     threads = next((req["env"][v] for v in _THREAD_VARS if req["env"].get(v, "").isdigit()), None)
     if threads:
         _limit_threads(int(threads))
@@ -427,6 +485,8 @@ def _accept(srv, sel, children, wake_w, refuse=None):
             os.close(fd)
         conn.close()
         return
+    if req.get("env", {}).get(HOLD_ENV) != "0":
+        cache_models(req)
     pid = os.fork()
     if pid == 0:
         rc = 1

@@ -95,3 +95,36 @@ def run_exit_handlers():
     import atexit
 
     atexit._run_exitfuncs()
+
+
+def serve_pretrained(models: dict):
+    """In a forked job: diffusers' `ModelMixin.from_pretrained(dir, subfolder=...)` of a model the server holds
+    (`models`: (absolute dir, subfolder) -> the float32 model on the CPU, d3hr/jobserver.py `cache_models`) returns
+    that model, cast to the asked `torch_dtype`, instead of reading its files again; each held model is handed out
+    once (a second call reads the files), and any other call goes to diffusers unchanged.
+
+    Replaces the classmethod `diffusers.models.modeling_utils.ModelMixin.from_pretrained` in the job's process. Why:
+    a forked job re-imports d3hr, whose `load_ldm` calls from_pretrained; the job's code stays the same whether it
+    runs in a process of its own or in the server, and no stage's code version changes. The cast is the one
+    from_pretrained does (`Tensor.to(dtype)` of the float32 weights), so the job gets the same weights either way.
+    Checked against diffusers 0.42.1 (diffusers/models/modeling_utils.py)."""
+    import os
+
+    import torch
+    from diffusers.models.modeling_utils import ModelMixin
+
+    if not models:
+        return
+    original = ModelMixin.from_pretrained.__func__
+    models = dict(models)
+
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        key = (os.path.normpath(os.path.abspath(str(pretrained_model_name_or_path))), kwargs.get("subfolder"))
+        held = models.get(key)
+        if held is None or args or type(held) is not cls or set(kwargs) - {"subfolder", "local_files_only", "torch_dtype"}:
+            return original(cls, pretrained_model_name_or_path, *args, **kwargs)
+        del models[key]
+        print(f"[d3hr] {key[0]}/{key[1]} from the job server's memory", file=sys.stderr, flush=True)
+        return held.to(kwargs.get("torch_dtype") or torch.float32)
+
+    ModelMixin.from_pretrained = classmethod(from_pretrained)

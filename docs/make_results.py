@@ -121,8 +121,19 @@ def teacher_recipe() -> str:
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def bench_report(name: str) -> str:
+    """What `python bench/{name}.py ... | tee bench/{name}.txt` printed (the command is in the docs beside the block)."""
+    f = ROOT / "bench" / f"{name}.txt"
+    return f"```\n{f.read_text().strip()}\n```" if f.exists() else f"(not yet measured: bench/{name}.txt is missing)"
+
+
 def main():
-    got = blocks() | {"stage_bytes": stage_bytes(), "imagenet_cost": imagenet_cost(), "teacher_recipe": teacher_recipe()}
+    run = (R / "models" / "quality.json").exists()
+    if not run:  # the bench blocks alone; the run's blocks stay as they are
+        print(f"[make_results] no finished run under {R}: only the blocks made from bench/ are filled")
+    got = (blocks() if run else {}) | {"stage_bytes": stage_bytes(), "imagenet_cost": imagenet_cost(),
+                                       "teacher_recipe": teacher_recipe()}
+    got |= {f"{name}_report": bench_report(name) for name in ("dag_imagenet", "model_cache", "slurm_groups")}
     for doc in (ROOT / "docs" / "results.md", ROOT / "README.md", ROOT / "docs" / "scaling.md",
                 ROOT / "docs" / "benchmarks.md"):
         text = doc.read_text()

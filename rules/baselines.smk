@@ -12,7 +12,7 @@ rule random_real:
         "../envs/d3hr.yaml"
     params:
         args=stage_args("baseline-real"),
-        code=code_version("baseline-real"),
+        code=code_version("baseline-real", images=images_fingerprint("train")),
     shell:
         stage_cmd("baseline-real")
 

@@ -2,9 +2,11 @@
 # docs/method.md per step). Each rule file holds the input functions of its own stages.
 
 import functools
+import hashlib
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from d3hr import D3HRError
@@ -49,8 +51,35 @@ if workflow.basedir not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p))
 
 
-# One job server per local run (d3hr/jobserver.py): jobs fork from a process that imported torch & co. once.
+# One job server per local run, and per cluster job of GPU jobs (d3hr/jobserver.py): jobs fork from a process that
+# imported torch & co. once and holds the pipeline's models.
 JOB_SERVER = []
+
+
+def cluster_job_rules():
+    """The rules of the jobs this process runs as a cluster job: `--target-jobs rule:wildcards ...` on the command
+    line of the Snakemake that the cluster job starts (one job, or a group job's members)."""
+    argv = sys.argv
+    if "--target-jobs" not in argv:
+        return []
+    rules = []
+    for arg in argv[argv.index("--target-jobs") + 1 :]:
+        if arg.startswith("-"):
+            break
+        rules.append(arg.split(":", 1)[0])
+    return rules
+
+
+def start_cluster_job_server():
+    """In a cluster job (its Snakemake reads this workflow, as every Snakemake does, but runs no onstart hook): a job
+    server for its members when two or more of them are GPU rules, which import torch and load models, so that a SLURM
+    group job pays the imports and the model load once. A lone job, or a group of CPU jobs that import no torch
+    (fit_gaussian, random_real), would only wait for the server's imports."""
+    if not (workflow.remote_exec and config.get("job_server", True)):
+        return
+    if sum(1 for r in cluster_job_rules() if "gpu" in workflow.get_rule(r).resources) >= 2:
+        log_dir = f".snakemake/d3hr-jobserver/{os.environ.get('SLURM_JOB_ID', os.getpid())}"
+        JOB_SERVER.append(start_server(log_dir=log_dir))
 
 
 onstart:
@@ -80,10 +109,15 @@ wildcard_constraints:
 # ---------------------------------------------------------------- the stages' command lines (d3hr/stages.py)
 
 
-def code_version(stage):
+def code_version(stage, images=None):
     """The code version of `d3hr <stage>` (its module and every module it imports: d3hr/versions.py), a param of its
-    rules so that editing that code reruns their jobs; cached by the modules' bytes in .snakemake/d3hr/code/."""
-    return _code_version(stage, cache_dir=".snakemake/d3hr")
+    rules so that editing that code reruns their jobs; cached by the modules' bytes in .snakemake/d3hr/code/. With
+    `images` (an `images_fingerprint`), also the hash of the image files the job reads from a user's class folders,
+    so that changing them reruns it (the folder is the job's input, not each file: rules/inputs.smk)."""
+    version = _code_version(stage, cache_dir=".snakemake/d3hr")
+    if images is None:
+        return version
+    return lambda wc: f"{version} images {fp}" if (fp := images(wc)) else version
 
 
 def config_value(wc, key):

@@ -4,7 +4,7 @@
 # Per-class jobs take one thread each (encode: encode.threads), so two run at once on 2 cores (--set-threads to change).
 rule encode:
     input:
-        unpack(with_models("pipeline", images=encode_images)),
+        unpack(with_models("pipeline", images=class_images)),
     output:
         "results/{dataset}/latents/{cls}.h5",
     log:
@@ -19,6 +19,6 @@ rule encode:
         gpu=1,
     params:
         args=stage_args("encode"),
-        code=code_version("encode"),
+        code=code_version("encode", images=images_fingerprint("train", subset=True)),
     shell:
         stage_cmd("encode")

@@ -14,7 +14,7 @@ rule prepare_val:
         "../envs/d3hr.yaml"
     params:
         args=stage_args("prepare-val"),
-        code=code_version("prepare-val"),
+        code=code_version("prepare-val", images=images_fingerprint("val")),
     shell:
         stage_cmd("prepare-val")
 
@@ -22,7 +22,7 @@ rule prepare_val:
 # only the student's settings (and the method, IPC, student and seed) rerun an evaluation job
 rule evaluate:
     input:
-        unpack(with_models("teacher", train=eval_train_input, val="results/{dataset}/val.h5")),
+        unpack(with_models("teacher", train=eval_class_dirs, val="results/{dataset}/val.h5")),
     output:
         "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
     log:
@@ -35,7 +35,7 @@ rule evaluate:
         gpu=1,
     params:
         args=stage_args("evaluate"),
-        code=code_version("evaluate"),
+        code=code_version("evaluate", images=images_fingerprint("train")),
     shell:
         stage_cmd("evaluate")
 

@@ -32,46 +32,75 @@ def class_dir(wc):
     return f"{dataset_root_of(wc)}/train/{wc.cls}"
 
 
+IMAGE_SUFFIXES = tuple(IMAGE_EXTENSIONS)
+
+
 @functools.cache  # one listing per class folder and run (every job of the class asks)
-def class_input(dataset, split, cls):
-    """An embedded class is a folder made by `export_embedded`; a user's class is its list of image files, so that
-    changing, adding or removing one image reruns that class's jobs (and only those)."""
-    d = config["datasets"][dataset]
-    folder = Path(dataset_root(dataset, d)) / split / cls
-    if d.get("embedded"):
-        return str(folder)
-    if not folder.is_dir():
-        raise WorkflowError(f"{folder}: class folder not found")
-    files = sorted(
-        str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
-    if not files:
+def class_listing(dataset, split, cls):
+    """The image files of a user's class folder as sorted (name, size, mtime_ns) rows, from one directory scan."""
+    folder = Path(dataset_root(dataset, config["datasets"][dataset])) / split / cls
+    try:
+        with os.scandir(folder) as entries:
+            rows = sorted(
+                (e.name, (st := e.stat()).st_size, st.st_mtime_ns)
+                for e in entries
+                if e.name.lower().endswith(IMAGE_SUFFIXES) and e.name[0] != "." and e.is_file()
+            )
+    except (FileNotFoundError, NotADirectoryError):
+        raise WorkflowError(f"{folder}: class folder not found") from None
+    if not rows:
         raise WorkflowError(f"{folder}: empty class folder (no image files); add its images or remove the class")
-    return files
+    return tuple(rows)
+
+
+def class_input(dataset, split, cls):
+    """A class's folder, the input of the jobs that read its images: for the embedded dataset the folder that
+    `export_embedded` makes; for a user's dataset the folder itself, checked, whose files the jobs' `code` param
+    fingerprints (images_fingerprint). One path a class, not one a file: Snakemake checks each input
+    file of each job, which took 270 s for ImageNet's 1.3 M files (docs/scaling.md, "DAG at ImageNet's size")."""
+    if not config["datasets"][dataset].get("embedded"):
+        class_listing(dataset, split, cls)
+    return f"{dataset_root(dataset, config['datasets'][dataset])}/{split}/{cls}"
+
+
+def n_class_images(dataset, split, cls):
+    return len(class_listing(dataset, split, cls))
 
 
 def class_images(wc):
     return class_input(wc.dataset, "train", wc.cls)
 
 
-def encode_images(wc):
-    """An encode job's images: the class's, or the seeded subset of invert.max_images_per_class."""
-    files = class_images(wc)
-    if isinstance(files, str):  # an exported folder: the job takes the subset itself
-        return files
-    return image_subset(files, config["invert"]["max_images_per_class"], config["seed"], wc.cls)
-
-
 def split_images(*splits):
-    """The image files (or the export's folders) of every class in `splits`."""
+    """The class folders of every class in `splits`."""
+    return lambda wc: [class_input(wc.dataset, split, c) for split in splits for c in CLASSES[wc.dataset]]
+
+
+def _fingerprint(rows):
+    return hashlib.blake2b(repr(rows).encode(), digest_size=12).hexdigest()
+
+
+@functools.cache  # one per class folder and run (every IPC's job asks)
+def class_fingerprint(dataset, split, cls, subset):
+    rows = class_listing(dataset, split, cls)
+    if subset:
+        rows = image_subset(rows, config["invert"]["max_images_per_class"], config["seed"], cls)
+    return _fingerprint(rows)
+
+
+def images_fingerprint(*splits, subset=False):
+    """For `code_version(stage, images=...)`: a function of a job's wildcards that hashes the names, sizes and
+    modification times of the image files the job reads, from `splits` of the job's class ({cls}) or, without one,
+    of every class. Where it changes (an image added, removed or rewritten), Snakemake's params trigger reruns the
+    job, and only that job's class's chain; an encode job (subset=True) sees only its invert.max_images_per_class
+    files. The embedded dataset's folders are outputs of `export_embedded`, which Snakemake tracks itself: ''."""
 
     def fn(wc):
-        out = []
-        for split in splits:
-            for c in CLASSES[wc.dataset]:
-                got = class_input(wc.dataset, split, c)
-                out += [got] if isinstance(got, str) else got
-        return out
+        if ds(wc).get("embedded") or getattr(wc, "method", "full") != "full":  # evaluate: only `full` reads a split
+            return ""
+        classes = [wc.cls] if hasattr(wc, "cls") else CLASSES[wc.dataset]
+        rows = [(split, c, class_fingerprint(wc.dataset, split, c, subset)) for split in splits for c in classes]
+        return _fingerprint(rows) if len(rows) > 1 else rows[0][2]
 
     return fn
 
@@ -186,10 +215,6 @@ def eval_class_dirs(wc):
     return image_dirs(wc.dataset, [wc.method], [wc.ipc], CLASSES[wc.dataset])
 
 
-def eval_train_input(wc):
-    return split_images("train")(wc) if wc.method == "full" else eval_class_dirs(wc)
-
-
 def eval_epochs(wc):
     return EVAL["full_epochs"] if wc.method == "full" else EVAL["epochs"]
 
@@ -281,12 +306,14 @@ def qq_class(wc):
     return qq_class_of(wc.dataset)
 
 
+@functools.cache  # asked by every invert job
 def stored_classes(dataset):
     """The classes whose inverted latents are stored, in class order: the first invert.store_classes and the Q-Q
     plot's; the timestep ablation runs on them."""
     n = config["invert"]["store_classes"]
     first = CLASSES[dataset] if n is None else CLASSES[dataset][:n]
-    return [c for c in CLASSES[dataset] if c in first or c == qq_class_of(dataset)]
+    first, qq = set(first), qq_class_of(dataset)
+    return [c for c in CLASSES[dataset] if c in first or c == qq]
 
 
 def stores_inverted(wc):
@@ -433,7 +460,7 @@ def check_ipc_fits():
             n = (
                 EMBEDDED_IMAGES_PER_CLASS[d["embedded"]] - d["val_per_class"]
                 if d.get("embedded")
-                else len(class_input(name, "train", c))
+                else n_class_images(name, "train", c)
             )
             if ipc > n:
                 raise WorkflowError(

@@ -16,7 +16,7 @@ rule real_features:
         gpu=1,
     params:
         args=stage_args("features"),
-        code=code_version("features"),
+        code=code_version("features", images=images_fingerprint("train")),
     shell:
         stage_cmd("features")
 

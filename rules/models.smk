@@ -18,7 +18,7 @@ rule train_ldm:
         gpu=1,
     params:
         args=stage_args("train-ldm"),
-        code=code_version("train-ldm"),
+        code=code_version("train-ldm", images=images_fingerprint("train")),
     shell:
         stage_cmd("train-ldm")
 
@@ -40,7 +40,7 @@ rule train_teacher:
         gpu=1,
     params:
         args=stage_args("train-teacher"),
-        code=code_version("train-teacher"),
+        code=code_version("train-teacher", images=images_fingerprint("train", "val")),
     shell:
         stage_cmd("train-teacher")
 
@@ -61,6 +61,6 @@ rule model_quality:
         gpu=1,
     params:
         args=stage_args("quality"),
-        code=code_version("quality"),
+        code=code_version("quality", images=images_fingerprint("val")),
     shell:
         stage_cmd("quality")

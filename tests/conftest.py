@@ -166,9 +166,9 @@ def copy_run(src, dst):
     return Path(dst)
 
 
-def make_fake_imagenet(root, n_classes=1000, size=8, n_train=1):
-    """An ImageNet-shaped image-folder tree: n_classes wnid-like folders with one tiny JPEG each in val and n_train in
-    train (hard links of one file: a class needs at least max(select.ipc) images for random real images)."""
+def make_fake_imagenet(root, n_classes=1000, size=8, n_train=1, n_val=1):
+    """An ImageNet-shaped image-folder tree: n_classes wnid-like folders with n_train tiny JPEGs each in train and n_val
+    in val (hard links of one file: a class needs at least max(select.ipc) images for random real images)."""
     root = Path(root)
     img = Image.fromarray(np.full((size, size, 3), 128, np.uint8))
     for k in range(n_classes):
@@ -177,7 +177,7 @@ def make_fake_imagenet(root, n_classes=1000, size=8, n_train=1):
             d = root / split / wnid
             d.mkdir(parents=True, exist_ok=True)
             img.save(d / f"{wnid}_0.JPEG")
-            for i in range(1, n_train if split == "train" else 1):
+            for i in range(1, n_train if split == "train" else n_val):
                 os.link(d / f"{wnid}_0.JPEG", d / f"{wnid}_{i}.JPEG")
     return root
 

@@ -44,16 +44,17 @@ def test_imagenet_dag_has_every_job_of_1000_classes_and_the_slurm_profile_groups
     assert stats["total"] == sum(v for k, v in stats.items() if k != "total")
 
     # groups (profiles/slurm): 10 components per sbatch. per_class_cpu: each class's fit_gaussian (1,000 components)
-    # and each random_real job (2,000); decode: each select with its decode (2,000)
-    groups = {g: len(re.findall(rf"Group job {g} ", out)) for g in ("per_class_cpu", "decode")}
-    assert groups == {"per_class_cpu": (n + n * len(ipcs)) // 10, "decode": n * len(ipcs) // 10}
+    # and each random_real job (2,000); decode: each select with its decode (2,000); distill, 5 components per
+    # sbatch: each class's encode with its invert (1,000)
+    groups = {g: len(re.findall(rf"Group job {g} ", out)) for g in ("per_class_cpu", "decode", "distill")}
+    assert groups == {"per_class_cpu": (n + n * len(ipcs)) // 10, "decode": n * len(ipcs) // 10, "distill": n // 5}
     grouped_rules = {g.split("=")[0] for g in yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["groups"]}
     localrules = {"all", "selection_summary", "collect_eval", "tables", "cost_table"} | {
         r for r in stats if r.startswith("fig_")}
     n_local = sum(stats[r] for r in localrules)
     ungrouped = stats["total"] - n_local - sum(stats[r] for r in grouped_rules if r in stats)
-    # encode, invert per class; ablation_timestep per stored class; evaluate; prepare_val, teacher_table and
-    # sanity_table once (they load the teacher and images: jobs, not work for the submit host)
-    assert ungrouped == 2 * n + stored + stats["evaluate"] + 3 and stats["prepare_val"] == stats["sanity_table"] == 1
-    # what goes through sbatch: 2,549 jobs with the groups, 9,049 without
-    assert (ungrouped + sum(groups.values()), stats["total"] - n_local) == (2549, 9049)
+    # ablation_timestep per stored class; evaluate; prepare_val, teacher_table and sanity_table once (they load the
+    # teacher and images: jobs, not work for the submit host)
+    assert ungrouped == stored + stats["evaluate"] + 3 and stats["prepare_val"] == stats["sanity_table"] == 1
+    # what goes through sbatch: 749 jobs with the groups, 9,049 without
+    assert (ungrouped + sum(groups.values()), stats["total"] - n_local) == (749, 9049)

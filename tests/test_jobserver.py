@@ -168,7 +168,11 @@ def test_jobs_of_a_run_use_the_server_and_give_the_same_outputs(tiny_run, tmp_pa
     wd = copy_run(tiny_run[0], tmp_path / "wf")
     logs = [p for p in (wd / "logs").rglob("*.log") if "[d3hr]" in p.read_text()]
     assert logs and all("ran in the job server" in p.read_text() for p in logs)
-    assert "Traceback" not in (wd / ".snakemake/d3hr-jobserver.log").read_text()
+    server_log = (wd / ".snakemake/d3hr-jobserver.log").read_text()
+    assert "Traceback" not in server_log and "not held" not in server_log
+    # the server held the pipeline's models, loaded once; the decode job took them from memory
+    assert server_log.count("pipeline/transformer (") == 1
+    assert "pipeline/transformer from the job server's memory" in (wd / "logs/tiny/decode/d3hr/ipc1/cat.log").read_text()
     images = sorted((wd / "results/tiny/images/d3hr/ipc1/cat").glob("*.png"))
     result = wd / "results/tiny/eval/d3hr/ipc1/convnet_tiny-seed0.json"
     before = {p: p.read_bytes() for p in images}, _without_times(result)
@@ -190,3 +194,45 @@ def test_the_server_imports_leave_cuda_usable_in_its_forks():
     p = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=_pythonpath()),
                        capture_output=True, text=True)
     assert p.stdout.split() == ["True", "False"], p.stderr[-2000:]
+
+
+def test_the_server_holds_a_pipelines_models_and_a_job_takes_them_once(tmp_path):
+    """cache_models loads a named pipeline's VAE and DiT once, again when their files change, and leaves forks able
+    to use CUDA; in a job, from_pretrained hands each held model out once, cast to the asked dtype, equal to a load
+    from disk, and reads the files for any other call."""
+    import shutil
+
+    shutil.copytree(REPO / ".test/inputs/pipeline", tmp_path / "pipe")
+    code = f"""
+import os, torch
+from d3hr import jobserver, patches
+jobserver.preload()  # as the server does: imports diffusers while the CUDA query is held off
+from diffusers import DiTTransformer2DModel
+req = {{"argv": ["encode", "--pipeline", "pipe", "--out", "x.h5"], "cwd": {str(tmp_path)!r}}}
+jobserver.cache_models(req)
+held = dict(jobserver._MODELS)
+jobserver.cache_models(req)
+same = all(jobserver._MODELS[k][1] is held[k][1] for k in held)
+f = next((p for p in os.scandir({str(tmp_path / "pipe" / "vae")!r}) if p.name.endswith(".safetensors")))
+os.utime(f.path, ns=(1, 1))
+jobserver.cache_models(req)
+vae_new = jobserver._MODELS[({str(tmp_path / "pipe")!r}, "vae")][1] is not held[({str(tmp_path / "pipe")!r}, "vae")][1]
+dit_same = jobserver._MODELS[({str(tmp_path / "pipe")!r}, "transformer")][1] is held[({str(tmp_path / "pipe")!r}, "transformer")][1]
+forks_ok = jobserver._forks_can_use_cuda()
+disk = DiTTransformer2DModel.from_pretrained({str(tmp_path / "pipe")!r}, subfolder="transformer", torch_dtype=torch.bfloat16)
+patches.serve_pretrained({{k: m for k, (_, m) in jobserver._MODELS.items()}})
+got = DiTTransformer2DModel.from_pretrained({str(tmp_path / "pipe")!r}, subfolder="transformer", local_files_only=True,
+                                           torch_dtype=torch.bfloat16)
+equal = got.dtype == torch.bfloat16 and all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), disk.state_dict().values()))
+again = DiTTransformer2DModel.from_pretrained({str(tmp_path / "pipe")!r}, subfolder="transformer", local_files_only=True,
+                                             torch_dtype=torch.float32)
+print(len(held), same, vae_new, dit_same, forks_ok, got is jobserver._MODELS[({str(tmp_path / "pipe")!r}, "transformer")][1],
+      equal, again is got, again.dtype)
+"""
+    p = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=_pythonpath()), cwd=tmp_path,
+                       capture_output=True, text=True)
+    *loads, result = p.stdout.splitlines()  # the server's log lines (two loads, one reload), then the result
+    assert [line.rsplit("/", 1)[-1].split()[0] for line in loads] == ["vae", "transformer", "vae"], p.stdout
+    assert result.split() == ["2", "True", "True", "True", "True", "True", "True", "False", "torch.float32"], (
+        p.stdout + p.stderr[-3000:])
+    assert "from the job server's memory" in p.stderr and p.stderr.count("from the job server's memory") == 1

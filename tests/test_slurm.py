@@ -60,21 +60,28 @@ def test_tiny_config_end_to_end_through_sbatch(cluster, tmp_path):
     submitted = {log: jobid for jobid, log in matches}
     logs = "\n".join(submitted)
     # every cluster rule went through sbatch, the grouped ones in group jobs; aggregations stayed local
-    for rule in ("encode", "invert", "evaluate"):
-        assert f"rule_{rule}/" in logs, (rule, logs)
-    groups = {g: [j for log, j in submitted.items() if f"/group_{g}_" in log] for g in ("per_class_cpu", "decode")}
-    # 2 fit_gaussian: one sbatch; 2 selects with their 2 decodes (select samples on the group's GPU): one sbatch
-    assert len(groups["per_class_cpu"]) == 1 and len(groups["decode"]) == 1, logs
-    assert "rule_fit_gaussian/" not in logs and "rule_select/" not in logs and "rule_decode/" not in logs
+    assert "rule_evaluate/" in logs, logs
+    groups = {g: [j for log, j in submitted.items() if f"/group_{g}_" in log]
+              for g in ("distill", "per_class_cpu", "decode")}
+    # 2 encodes with their 2 inversions: one sbatch; 2 fit_gaussian: one sbatch; 2 selects with their 2 decodes
+    # (select samples on the group's GPU): one sbatch
+    assert [len(groups[g]) for g in ("distill", "per_class_cpu", "decode")] == [1, 1, 1], logs
+    for rule in ("encode", "invert", "fit_gaussian", "select", "decode"):
+        assert f"rule_{rule}/" not in logs, (rule, logs)
     assert "rule_tables" not in logs and "rule_collect_eval" not in logs
-    for rule, n in (("fit_gaussian", 2), ("select", 2), ("decode", 2)):  # every member ran and logged
+    # every member ran and logged
+    for rule, n in (("encode", 2), ("invert", 2), ("fit_gaussian", 2), ("select", 2), ("decode", 2)):
         member_logs = [f for f in (wd / "logs" / "tiny" / rule).rglob("*.log")
                        if f.stat().st_size and f.stem != "summary"]
         assert len(member_logs) == n, (rule, member_logs)
-    # a GPU rule asked SLURM for one GPU, so did the decode group (its members share it, one after another); the
+        # the members of a group job of GPU rules ran in that job's own job server: imports and model load paid once
+        # a group (rules/common.smk); a group of CPU jobs that import no torch starts none
+        assert all(("[d3hr] ran in the job server" in f.read_text()) == (rule != "fit_gaussian") for f in member_logs), rule
+    # a GPU rule asked SLURM for one GPU, so did the GPU groups (their members share it, one after another); the
     # CPU group asked for no GPU and for no more CPUs than the profile's `cores`
-    encode_job = next(j for log, j in submitted.items() if "rule_encode" in log)
-    for job, gpu in ((encode_job, True), (groups["decode"][0], True), (groups["per_class_cpu"][0], False)):
+    eval_job = next(j for log, j in submitted.items() if "rule_evaluate" in log)
+    for job, gpu in ((eval_job, True), (groups["distill"][0], True), (groups["decode"][0], True),
+                     (groups["per_class_cpu"][0], False)):
         info = slurm_cluster.job_info(job)
         assert "JobState=COMPLETED" in info and bool(re.search(r"gpu[:=]1", info)) == gpu, info
         assert int(re.search(r"NumCPUs=(\d+)", info).group(1)) <= 2, info

@@ -23,7 +23,7 @@ PROCESS = {"threads", "device"}  # d3hr.cli.main's: a stage names them to receiv
 # schema keys that configure the workflow (which jobs exist, how they start), or reach a stage function through an
 # input function of the rules (fn:...) rather than as a cfg: source
 WORKFLOW_KEYS = {
-    "job_server": "how local jobs start (rules/common.smk: start_server)",
+    "job_server": "how jobs start (rules/common.smk: start_server)",
     "encode.threads": "the encode rule's threads (`--threads`; on a GPU its JPEG decoding workers)",
     "evaluate.full_min_steps": "the floor of `full`'s steps: min_steps of its jobs (fn:eval_min_steps; 0 for the sets)",
     "invert.store_classes": "which classes store their inverted latents (fn:stores_inverted) and run the timestep "
