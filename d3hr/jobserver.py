@@ -198,7 +198,7 @@ _COMPONENTS = (("vae", "AutoencoderKL"), ("transformer", "DiTTransformer2DModel"
 
 
 def _stamp(folder: str) -> tuple:
-    return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file()))
+    return tuple(sorted((e.name, (st := e.stat()).st_size, st.st_mtime_ns) for e in os.scandir(folder) if e.is_file()))
 
 
 def cache_models(req: dict):

@@ -35,7 +35,7 @@ rule evaluate:
         gpu=1,
     params:
         args=stage_args("evaluate"),
-        code=code_version("evaluate", images=images_fingerprint("train")),
+        code=code_version("evaluate", images=eval_images_fingerprint),
     shell:
         stage_cmd("evaluate")
 

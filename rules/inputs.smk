@@ -96,7 +96,7 @@ def images_fingerprint(*splits, subset=False):
     files. The embedded dataset's folders are outputs of `export_embedded`, which Snakemake tracks itself: ''."""
 
     def fn(wc):
-        if ds(wc).get("embedded") or getattr(wc, "method", "full") != "full":  # evaluate: only `full` reads a split
+        if ds(wc).get("embedded"):
             return ""
         classes = [wc.cls] if hasattr(wc, "cls") else CLASSES[wc.dataset]
         rows = [(split, c, class_fingerprint(wc.dataset, split, c, subset)) for split in splits for c in classes]
@@ -213,6 +213,11 @@ def eval_class_dirs(wc):
     if wc.method == "full":
         return [f"{dataset_root_of(wc)}/train/{c}" for c in CLASSES[wc.dataset]]
     return image_dirs(wc.dataset, [wc.method], [wc.ipc], CLASSES[wc.dataset])
+
+
+def eval_images_fingerprint(wc):
+    """An evaluation job's images hash: only `full` reads the training split's folders (eval_class_dirs)."""
+    return images_fingerprint("train")(wc) if wc.method == "full" else ""
 
 
 def eval_epochs(wc):

@@ -181,6 +181,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
                                    "decode", "encode", "evaluate", "fit_gaussian", "invert", "kmeans", "random_real",
                                    "select", "selection_summary", "tables", "real_features"] + FIGURE_RULES + SCORE_RULES)
     assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
+    assert [w for r, w in jobs if r == "evaluate" and w["method"] == "full"]  # `full` trains on the changed split
 
     # (the following on a fresh copy of the finished run: running step 2's jobs would only repeat what tiny_run did)
     wd = copy_run(tiny_run[0], tmp_path / "wf2")
