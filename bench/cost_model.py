@@ -65,6 +65,9 @@ def model(config: dict, counts: dict, rates: list[dict], gpu: str, profile: dict
     inv, sel, dec, ev, fig = (config[k] for k in ("invert", "select", "decode", "evaluate", "figures"))
     n, C, n_val = counts["train"], counts["classes"], counts["val"]
     stored = C if inv.get("store_classes") is None else min(C, inv["store_classes"])
+    sub = inv.get("max_images_per_class", 0)
+    if sub:  # a seeded subset of each class feeds encode, inversion and the fit (every ImageNet class has >= 732)
+        n = min(n, C * sub)
     rows = []
 
     def gpu_row(stage, work, seconds, rate, basis, jobs):
@@ -203,6 +206,17 @@ def main(argv=None):
         args = argparse.Namespace(imagenet=True, classes=0, train_per_class=0, val_per_class=0)
         disk[name] = rows_for(name, ds, config, args)[1]["total_bytes"]
     print(f"- Disk of the results (bench/stage_bytes.py, an upper bound): {', '.join(gb(b) for b in disk.values())}.")
+    feeds = [r for r in rows if r["stage"].split()[0] in ("encode", "invert")]
+    if not config["invert"].get("max_images_per_class"):
+        saved = []
+        for k in (300, 100):
+            sub = dict(config, invert=dict(config["invert"], max_images_per_class=k))
+            sub_rows, _ = model(sub, counts, rates, a.gpu, yaml.safe_load(Path(a.profile).read_text()))
+            h = sum(r["gpu_h"] for r in sub_rows if r["stage"].split()[0] in ("encode", "invert"))
+            saved.append(f"{k}: {h:.1f} GPU-h")
+        print(f"- Encode and invert take {sum(r['gpu_h'] for r in feeds):.1f} GPU-h of all {counts['train']:,} images; "
+              f"with `invert.max_images_per_class` {', '.join(saved)} (what a subset changes: docs/results.md, "
+              f"\"Fewer images to invert\").")
     if s["missing"]:
         print(f"- Not in the totals, for want of a measurement: {', '.join(s['missing'])}.")
 

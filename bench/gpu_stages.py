@@ -8,6 +8,12 @@ looked up from numpy arrays in Python at every step), in the same process, on th
 Reports images/s for each stage and implementation, the speed-up, the max abs difference between the two outputs,
 and the DiT forward's model FLOP utilisation (FLOPs counted by torch's FlopCounterMode; the peak is the device's
 dense bf16 peak from the table below, so MFU is reported on GPUs only).
+
+Then our stages eager against the DiT under `torch.compile` (the config's `compile`; `--compile` lists the modes, by
+default `default` and `reduce-overhead` on CUDA, none on the CPU): the DiT forward at the CFG batch, inversion and
+decoding, each in img/s with the ratio to eager, the model FLOP/s, the share of the bf16 peak, the relative
+difference to eager's output, and the compilation time of each mode (paid once a job and shape; the break-even is
+the compile time over the time it saves per image).
 """
 
 from __future__ import annotations
@@ -130,6 +136,76 @@ def peak_tflops(device):
     return None
 
 
+def compiled_rows(modes, dit, vae, z0, labels, acp_t, grid, t_end, dtype, device, repeats, eager_rows, peak):
+    """Eager against compiled DiT, per mode: forward, invert (CFG) and decode (CFG + eager VAE). Prints a table and
+    returns {(stage, mode): img/s} where a mode beats eager (for the cost model)."""
+    batch = len(z0)
+    n_steps = int((grid <= t_end).sum())
+    zz = torch.randn((2 * batch, 4, 32, 32), device=device).to(dtype)
+    yy = torch.cat([labels, torch.full_like(labels, 1000)])
+    tt = torch.full((2 * batch,), 500, device=device)
+    f_fwd = dit_flops(dit, 2 * batch, device)
+    f_vae = vae_decode_flops(vae, batch, device, dtype)
+
+    def stages(model):
+        def fwd():
+            return model(zz, timestep=tt, class_labels=yy).sample.clone()
+
+        def inv():
+            return invert(model, z0, labels, acp_t, grid, [t_end], 1000, 4.0)[t_end]
+
+        def dec():
+            z = sample(model, z0, t_end, labels, acp_t, grid, 1000, 4.0)
+            return vae.decode((z / 0.18215).to(dtype)).sample
+
+        return {"DiT forward (CFG batch)": (fwd, f_fwd, 2 * batch), f"invert to t={t_end}, CFG": (inv, n_steps * f_fwd, batch),
+                f"decode from t={t_end}, CFG + VAE": (dec, n_steps * f_fwd + f_vae, batch)}
+
+    results, out = {}, {}
+    with torch.no_grad():
+        for name, (fn, flops, n) in stages(dit).items():
+            t, o = timed(fn, device, repeats)
+            results[name, "eager"] = (t, flops, n, o, 0.0)
+        for mode in modes:
+            torch._dynamo.reset()
+            fast = torch.compile(dit, mode=mode, dynamic=False)
+            try:
+                t0 = time.perf_counter()
+                fast(zz, timestep=tt, class_labels=yy)  # compiles the CFG batch's graph
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t_compile = time.perf_counter() - t0
+                for name, (fn, flops, n) in stages(fast).items():
+                    t, o = timed(fn, device, repeats)
+                    results[name, mode] = (t, flops, n, o, t_compile)
+            except Exception as e:  # a mode that fails on this device/torch is reported, not fatal
+                print(f"torch.compile mode {mode!r} failed: {type(e).__name__}: {str(e)[:300]}")
+    print(f"| stage | mode | img/s | ratio to eager | model TFLOP/s | share of bf16 peak | rel. diff to eager | "
+          f"compile s |\n|---|---|---|---|---|---|---|---|")
+    for (name, mode), (t, flops, n, o, t_compile) in results.items():
+        t_e, _, _, o_e, _ = results[name, "eager"]
+        achieved = flops / t / 1e12
+        share = f"{100 * achieved / peak:.1f} %" if peak else "-"
+        d = float((o.float() - o_e.float()).norm() / o_e.float().norm())
+        print(f"| {name} | {mode} | {n / t:,.1f} | {t_e / t:.2f} | {achieved:.3g} | {share} | {d:.2g} | "
+              f"{t_compile:.1f} |")
+        if mode != "eager" and t < t_e and not name.startswith("DiT"):
+            out["invert" if name.startswith("invert") else "decode", mode] = batch / t
+            per_img = t_e / n - t / n
+            print(f"|   break-even of {mode}: {t_compile / per_img:,.0f} images ({t_compile:.0f} s compile / "
+                  f"{per_img * 1e3:.2f} ms saved per image) | | | | | | | |")
+    return out
+
+
+def vae_decode_flops(vae, batch, device, dtype):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    z = torch.randn(batch, 4, 32, 32, device=device, dtype=dtype)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        vae.decode(z)
+    return fc.get_total_flops()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -138,6 +214,9 @@ def main():
     ap.add_argument("--t", type=int, default=None, help="invert to / decode from t (default: 600 on CUDA, 200 on the CPU)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--rates-out", help="append the measured img/s to this file (bench/rates.jsonl: the cost model)")
+    ap.add_argument("--compile", nargs="*", default=None,
+                    help="torch.compile modes to time against eager (default: default reduce-overhead on CUDA, none on "
+                         "the CPU)")
     a = ap.parse_args()
     device = torch.device(a.device)
     gpu = device.type == "cuda"
@@ -209,6 +288,9 @@ def main():
     mfu = f"MFU {100 * achieved / peak:.1f}% of {peak:.0f} TFLOP/s bf16 peak" if peak else "no bf16 peak known: MFU not reported"
     print(f"DiT forward, batch {2 * batch}: {flops / 2 / batch / 1e9:.1f} GFLOP per image, {t_fwd * 1e3:.1f} ms, "
           f"{achieved:.3g} TFLOP/s achieved; {mfu}")
+    modes = a.compile if a.compile is not None else (["default", "reduce-overhead"] if gpu else [])
+    comp = compiled_rows(modes, dit_ours, vae_ours, z0, labels, acp_t, grid, t_end, ours_dtype, device, repeats, rows,
+                         peak) if modes else {}
     if a.rates_out:
         from rates import append_rate
 
@@ -219,6 +301,10 @@ def main():
             append_rate(a.rates_out, key, a_, "img/s", dev_name, "python bench/gpu_stages.py " + " ".join(sys.argv[1:]),
                         batch=batch, steps=None if key == "encode" else n_steps, model=f"DiT {size} + SD VAE, 256 px",
                         dtype=str(ours_dtype).replace("torch.", ""))
+        for (key, mode), r in comp.items():  # the compiled stages, when faster than eager
+            append_rate(a.rates_out, key, r, "img/s", dev_name, "python bench/gpu_stages.py " + " ".join(sys.argv[1:]),
+                        batch=batch, steps=n_steps, model=f"DiT {size} + SD VAE, 256 px",
+                        dtype=str(ours_dtype).replace("torch.", ""), compile=mode)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def main():
                              "--seed", "0", "--max-images", "0"],
             "invert (DiT, 1 step)": ["invert", *common, "--latents", "lat.h5", "--out", "inv.h5", "--cls", cls.name,
                                      "--label", "0", "--timesteps", "0", "--num-steps", "1", "--guidance", "4",
-                                     "--batch-size", "2", "--store"],
+                                     "--batch-size", "2", "--store", "--compile", "never"],
         }
         env = {k: v for k, v in os.environ.items() if k != ENV}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)

@@ -14,19 +14,22 @@ from . import D3HRError
 from .ddim import sample, timestep_grid
 from .h5io import check_finite, open_h5, read_attrs
 from .images import save_pngs, to_uint8
+from .compiling import Compile, compiled
 from .device import Precision, model_dtype
 from .models import load_ldm
 
 
 @torch.no_grad()
-def decode_latents(ldm, z_t, t_start, label, grid, guidance, batch_size=256, progress=None) -> np.ndarray:
-    """z_t (n x C x h x w) at timestep t_start -> uint8 images n x H x W x 3 (x = D(z0 / s), clamped)."""
-    device = next(ldm.transformer.parameters()).device
+def decode_latents(ldm, z_t, t_start, label, grid, guidance, batch_size=256, progress=None, dit=None) -> np.ndarray:
+    """z_t (n x C x h x w) at timestep t_start -> uint8 images n x H x W x 3 (x = D(z0 / s), clamped); `dit`: the
+    DiT to run (default `ldm.transformer`; a compiled one: d3hr.compiling.compiled)."""
+    dit = ldm.transformer if dit is None else dit
+    device = next(dit.parameters()).device
     out = []
     for i in range(0, len(z_t), batch_size):
         z = torch.from_numpy(z_t[i : i + batch_size]).to(device)
         labels = torch.full((len(z),), label, device=device, dtype=torch.long)
-        z0 = sample(ldm.transformer, z, t_start, labels, ldm.alphas_cumprod, grid, ldm.null_label, guidance, progress)
+        z0 = sample(dit, z, t_start, labels, ldm.alphas_cumprod, grid, ldm.null_label, guidance, progress)
         out.append(to_uint8(ldm.vae.decode((z0 / ldm.scaling_factor).to(ldm.vae.dtype)).sample))
     return np.concatenate(out)
 
@@ -45,7 +48,7 @@ def start_timestep(t: int, grid, start: str = "inverted") -> int:
 
 def decode_class(selected: str, pipeline: str, out: str, guidance: float, num_steps: int, batch_size: int,
                  latents_name: str, start: Literal["inverted", "above"], device: Any, model_precision: Precision,
-                 resize: int | None = None):
+                 compile: Compile, resize: int | None = None):
     """DDIM from the latents `latents_name` of `selected` at their timestep (or VAE decode alone for clean latents,
     timestep -1) and VAE decode (eq. 5) into PNGs in `out`, resized to `resize` if given."""
     selected_h5, pipeline_dir, out_dir, dataset = selected, pipeline, out, latents_name
@@ -69,7 +72,7 @@ def decode_class(selected: str, pipeline: str, out: str, guidance: float, num_st
     if label is None:
         raise D3HRError(f"{selected_h5}: no class label in its attributes")
     bar = tqdm(total=int((grid <= t).sum()) * -(-len(z) // batch_size), desc=f"decode {attrs['cls']}", mininterval=10, file=sys.stderr)
-    images = decode_latents(ldm, z, t, int(label), grid, guidance, batch_size, bar)
+    images = decode_latents(ldm, z, t, int(label), grid, guidance, batch_size, bar, compiled(ldm.transformer, device, compile))
     bar.close()
     save_pngs(images, out_dir, prefix=str(attrs["cls"]).replace(" ", "_"), resize=resize)
     return images

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from . import D3HRError
 from .augment import cutmix, mixup, random_resized_crop_flip
+from .compiling import Compile, compile_mode, compiled
 from .device import Precision, use_bf16
 from .nets import frozen_for_inference
 from .valset import VAL_BATCH, labelled_files, val_batches
@@ -176,30 +177,56 @@ def _autocast(device, dtype):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+def val_on_device(val, device):
+    """The validation split as (uint8 NHWC, int64 labels) tensors on `device` (a GPU) when it fits there (`_fits_on`),
+    read once for all of a job's evaluations; else `val` itself (read one batch at a time by each evaluation)."""
+    if device.type != "cuda" or (isinstance(val, tuple) and isinstance(val[0], torch.Tensor)):
+        return val
+    if isinstance(val, (str, Path)):
+        from .h5io import open_h5
+
+        with open_h5(val, "validation") as f:
+            x = _on_device(f["images"], device)
+            return val if x is None else (x, torch.as_tensor(f["labels"][:]).to(device))
+    x = _on_device(val[0], device)
+    return val if x is None else (x, torch.as_tensor(np.asarray(val[1])).to(device))
+
+
 @torch.no_grad()
 def topk_accuracy(model, val, ks=(1, 5), device="cpu", dtype=None):
-    """Top-k accuracy of `model` on the validation split, one batch in memory at a time (autocast to `dtype`)."""
+    """Top-k accuracy of `model` on the validation split, one batch in memory at a time (autocast to `dtype`); the
+    hits are counted where the model runs and read back once (no host synchronisation per batch)."""
     device = torch.device(device)
     model.eval()
     hits, n = dict.fromkeys(ks, 0), 0
-    for xb, yb in val_batches(val, VAL_BATCH.get(device.type, 100)):
+    size = VAL_BATCH.get(device.type, 100)
+    if isinstance(val, tuple) and isinstance(val[0], torch.Tensor):  # held on the device: val_on_device
+        batches = ((val[0][i : i + size], val[1][i : i + size]) for i in range(0, len(val[1]), size))
+    else:
+        batches = ((torch.from_numpy(np.ascontiguousarray(xb)), torch.as_tensor(yb))
+                   for xb, yb in val_batches(val, size))
+    for xb, yb in batches:
         with _autocast(device, dtype):
-            out = model(_model_input(torch.from_numpy(np.ascontiguousarray(xb)), device, MEMORY_FORMAT)).float()
-        top = out.topk(min(max(ks), out.shape[1]), 1).indices.cpu()  # top-k with k >= classes: always a hit
-        yy = torch.as_tensor(yb).view(-1, 1)
+            out = model(_model_input(xb, device, MEMORY_FORMAT)).float()
+        top = out.topk(min(max(ks), out.shape[1]), 1).indices  # top-k with k >= classes: always a hit
+        yy = yb.to(top.device, non_blocking=True).view(-1, 1)
         for k in ks:
-            hits[k] += int((top[:, :k] == yy).any(1).sum())
+            hits[k] += (top[:, :k] == yy).any(1).sum()
         n += len(yb)
-    return {k: hits[k] / n for k in ks}
+    return {k: int(hits[k]) / n for k in ks}
 
 
-def student_step(student, teacher, x, y, opt, gen, rng, mix, temperature, device, dtype=None):
+def student_step(student, teacher, x, y, opt, gen, rng, mix, temperature, device, dtype=None, host_gen=None):
     """One optimiser step on the model-input batch `x`: RandomResizedCrop + flip, CutMix / MixUp, then KL to the
     teacher's outputs on the same batch (eq. 6.1) or, without a teacher, cross-entropy on the mixed labels `y`; the
-    forward passes autocast to `dtype` (None: float32), the loss in float32."""
+    forward passes autocast to `dtype` (None: float32), the loss in float32. `gen` draws the crops and permutations on
+    its device, `host_gen` (default `gen`) CutMix's box."""
     student.train()
     x = random_resized_crop_flip(x, gen)
-    x, perm, lam = (cutmix if mix == "cutmix" else mixup)(x, gen, rng)
+    if mix == "cutmix":
+        x, perm, lam = cutmix(x, gen, rng, host_gen=host_gen)
+    else:
+        x, perm, lam = mixup(x, gen, rng)
     with _autocast(device, dtype):
         out = student(x).float()
     if teacher is None:
@@ -216,13 +243,18 @@ def student_step(student, teacher, x, y, opt, gen, rng, mix, temperature, device
 
 def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr, weight_decay, seed,
                   mix="cutmix", temperature=None, hard_label=False, epochs=None, n_evals=5, device="cpu",
-                  schedule="authors", precision="auto"):
+                  schedule="authors", precision="auto", compile: Compile = "auto"):
     """Train `student` for `steps` steps over epochs of shuffled batches of the uint8 NHWC set `x_train`.
 
     With `epochs` (the authors' budget: steps = epochs x batches per epoch) the learning-rate factor changes once per
     epoch and the student is evaluated after each of the last min(9, epochs) epochs (the authors' count); without, the factor changes every
     step and the student is evaluated at `n_evals` points of the last 10% of the steps. Returns the final and the best
-    of those evaluations. `precision`: the forward passes' autocast (`autocast_dtype`)."""
+    of those evaluations. `precision`: the forward passes' autocast (`autocast_dtype`); `compile`: student and teacher
+    under `torch.compile` (d3hr.compiling.compile_mode).
+
+    A step does not wait for the device: on a GPU the shuffles, crops and permutations are drawn by a generator on the
+    GPU (CutMix's box by a CPU one), the set and the validation split are held there when they fit, and the losses and
+    hits are read back once. On the CPU one generator draws everything, in the order of the earlier code."""
     device = torch.device(device)
     cuda = device.type == "cuda"
     dtype = autocast_dtype(device, precision)
@@ -230,16 +262,21 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    host_gen = torch.Generator().manual_seed(seed)
+    gen = host_gen if not cuda else torch.Generator(device).manual_seed(seed)
     rng = np.random.default_rng(seed)
     T = temperature or (20.0 if mix == "cutmix" else 4.0)
     n = len(x_train)
     bs = max(1, min(batch_size, n))
     per_epoch = -(-n // bs)
     batches = _Batches(x_train, device, fmt)
+    # the shuffles where the set is held: on the GPU, or on the host (and HDF5 rows read in increasing order)
+    order_gen = gen if isinstance(batches.x, torch.Tensor) and batches.x.device == gen.device else host_gen
     y_all = torch.as_tensor(y_train).to(device)
+    val = val_on_device(val, device)
     student = student.to(device, memory_format=fmt)
     opt = optimizer(student, lr, weight_decay, fused=cuda)
+    net = compiled(student, device, compile)  # the same parameters: `opt` steps them
     if epochs:  # after each epoch of index > epochs - 10: the authors' `epoch > 290` of 300, 9 evaluations
         eval_at = sorted({min(steps, per_epoch * (epochs - j)) - 1 for j in range(min(9, epochs))})
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor((i // per_epoch) / epochs, schedule))
@@ -249,19 +286,21 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
     if hard_label:
         teacher = None
     elif teacher is not None:
-        teacher = frozen_for_inference(teacher.to(device, memory_format=fmt), batches(torch.arange(bs)))
+        teacher = compiled(frozen_for_inference(teacher.to(device, memory_format=fmt), batches(torch.arange(bs))),
+                           device, compile)
     evals, losses = [], []
     t0 = time.time()
     for step in tqdm(range(steps), desc="train student", mininterval=10, file=sys.stderr):
         if step % per_epoch == 0:
-            order = torch.randperm(n, generator=gen)  # a shuffled pass over the set, the last batch partial
+            # a shuffled pass over the set, the last batch partial
+            order = torch.randperm(n, generator=order_gen, device=order_gen.device)
         idx = order[(step % per_epoch) * bs : (step % per_epoch + 1) * bs].sort().values
         y = None if teacher is not None else y_all[idx.to(device)]
-        loss = student_step(student, teacher, batches(idx), y, opt, gen, rng, mix, T, device, dtype)
+        loss = student_step(net, teacher, batches(idx), y, opt, gen, rng, mix, T, device, dtype, host_gen)
         sched.step()
         losses.append(loss)
         if step in eval_at:
-            acc = topk_accuracy(student, val, device=device, dtype=dtype)
+            acc = topk_accuracy(net, val, device=device, dtype=dtype)
             evals.append({"step": step + 1, "epoch": step // per_epoch + 1, "top1": acc[1], "top5": acc[5]})
     losses = torch.stack(losses).float().cpu().numpy()
     best = max(evals, key=lambda e: e["top1"])
@@ -272,6 +311,7 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
         "train_seconds": time.time() - t0, "temperature": T, "device": str(device),
         "autocast": "bf16" if dtype == torch.bfloat16 else "none", "precision": precision, "train_set": batches.where,
         "lr_base": lr, "batches_per_epoch": per_epoch, "schedule": schedule,
+        "compile": compile_mode(device, compile) or "eager",
     }
 
 
@@ -279,8 +319,8 @@ def evaluate_set(class_dirs: list[str], val: str, labels: list[int], teacher: st
                  seed: int, resolution: int, channels: int, epochs: int, steps: int, min_steps: int, batch_size: int,
                  lr: float,
                  weight_decay: float, schedule: Literal["authors", "cosine"], mix: Literal["cutmix", "mixup"],
-                 temperature: float, precision: Precision, builder: Literal["timm", "torchvision"], device: Any, out: str,
-                 hard_label: bool = False) -> dict:
+                 temperature: float, precision: Precision, compile: Compile, builder: Literal["timm", "torchvision"],
+                 device: Any, out: str, hard_label: bool = False) -> dict:
     """One evaluation (docs/method.md §6): a student trained on the images of `class_dirs` with the teacher's soft
     labels (or the class labels, `hard_label`), its top-1 on `val` -> JSON. `steps` > 0 replaces the `epochs` budget;
     `min_steps` is its floor (the epochs raised until the budget reaches it: `full` on a small dataset); `batch_size` 0
@@ -322,7 +362,7 @@ def evaluate_set(class_dirs: list[str], val: str, labels: list[int], teacher: st
                                 batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, mix=mix,
                                 temperature=temperature or None, hard_label=hard_label,
                                 epochs=None if steps else epochs, device=device, schedule=schedule,
-                                precision=precision)
+                                precision=precision, compile=compile)
         finally:
             if not isinstance(x, np.ndarray) and hasattr(x, "file"):
                 x.file.close()

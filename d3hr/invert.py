@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import D3HRError
 from .ddim import invert, timestep_grid
 from .h5io import atomic_output, check_finite, create_dataset, open_h5, provenance, read_attrs, set_attrs
+from .compiling import Compile, compile_mode, compiled
 from .device import Precision, model_dtype
 from .models import load_ldm
 
@@ -28,9 +29,10 @@ STORED_DTYPE = np.float16  # of the stored inverted latents (rms about 1.3: 11-b
 
 
 def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, timesteps: list[int], num_steps: int,
-                 guidance: float, batch_size: int, store: bool, device: Any, model_precision: Precision):
+                 guidance: float, batch_size: int, store: bool, device: Any, model_precision: Precision,
+                 compile: Compile):
     """DDIM-invert the class's latents with CFG (eq. 2) to each of `timesteps`: their Gaussian statistics, and with
-    `store` the inverted latents too."""
+    `store` the inverted latents too. `compile`: the DiT under `torch.compile` (d3hr.compiling.compile_mode)."""
     from .gaussian import timestep_stats
 
     latents_h5, pipeline_dir, keep_timesteps = latents, pipeline, timesteps
@@ -43,6 +45,7 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
     if z0.shape[1:] != (ldm.latent_channels, ldm.latent_size, ldm.latent_size):
         raise D3HRError(f"{latents_h5}: latents of shape {z0.shape[1:]} do not fit the DiT at {pipeline_dir}")
     label = ldm.check_label(cls, int(label))
+    dit = compiled(ldm.transformer, device, compile)
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)
     keep = sorted(int(t) for t in keep_timesteps)
     n_steps = int((grid <= keep[-1]).sum())
@@ -51,7 +54,7 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
     for i in range(0, len(z0), batch_size):
         z = torch.from_numpy(z0[i : i + batch_size]).to(device)
         labels = torch.full((len(z),), label, device=device, dtype=torch.long)
-        zs = invert(ldm.transformer, z, labels, ldm.alphas_cumprod, grid, keep, ldm.null_label, guidance, bar)
+        zs = invert(dit, z, labels, ldm.alphas_cumprod, grid, keep, ldm.null_label, guidance, bar)
         for t, zt in zs.items():
             zt_all[t][i : i + len(zt)] = zt.reshape(len(zt), -1).cpu().numpy()
     bar.close()
@@ -66,7 +69,7 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
         create_dataset(f, "timesteps", data=np.asarray(keep, dtype=np.int64))
         set_attrs(f, provenance(stage="invert", cls=cls, label=label, model=str(pipeline_dir), guidance=guidance,
                                 num_inference_steps=num_steps, timesteps=keep,
-                                model_precision=model_precision,
+                                model_precision=model_precision, compile=compile_mode(torch.device(device), compile) or "eager",
                                 model_dtype=str(ldm.transformer.dtype).removeprefix("torch."), null_label=ldm.null_label,
                                 scaling_factor=src.get("scaling_factor"), sample_posterior=src.get("sample_posterior"),
                                 seed=src.get("seed"), n_images=len(z0), latent_shape=list(z0.shape[1:]),

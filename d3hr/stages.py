@@ -77,7 +77,7 @@ STAGES: dict[str, Stage] = {
         MODEL | dict(latents="in:latents", out="out", cls="wc:cls", label="fn:model_label_of",
                      timesteps="fn:keep_timesteps", num_steps="cfg:invert.num_inference_steps",
                      guidance="cfg:invert.guidance_scale", batch_size="cfg:invert.batch_size",
-                     store="fn:stores_inverted")),
+                     store="fn:stores_inverted", compile="cfg:compile")),
     "fit-gaussian": Stage(
         "gaussian:fit_class", "per-dimension Gaussian + normality stats -> HDF5",
         dict(inverted="in:inverted", latents="in:latents", out="out")),
@@ -91,7 +91,8 @@ STAGES: dict[str, Stage] = {
         "decode:decode_class", "DDIM from the selected latents + VAE decode -> PNGs",
         MODEL | dict(selected="in:latents", out="out", guidance="cfg:decode.guidance_scale",
                      num_steps="cfg:invert.num_inference_steps", resize="ds:decode_resize",
-                     batch_size="cfg:decode.batch_size", latents_name="fn:latents_name", start="cfg:decode.start")),
+                     batch_size="cfg:decode.batch_size", latents_name="fn:latents_name", start="cfg:decode.start",
+                     compile="cfg:compile")),
     "baseline-real": Stage(
         "baselines:random_real_class", "IPC random real images of one class -> PNGs",
         dict(class_dir="fn:class_dir", ipc="wc:ipc", seed="cfg:seed", resolution="ds:resolution",
@@ -114,7 +115,7 @@ STAGES: dict[str, Stage] = {
         dict(class_dirs="fn:eval_class_dirs", val="in:val", labels="fn:labels_of", teacher="in:teacher",
              student="wc:student", method="wc:method", ipc="wc:ipc", seed="wc:seed", resolution="fn:eval_resolution",
              channels="ds:channels", epochs="fn:eval_epochs", steps="fn:eval_steps", min_steps="fn:eval_min_steps",
-             device="cfg:device", out="out",
+             device="cfg:device", out="out", compile="cfg:compile",
              **{k: f"cfg:evaluate.{k}" for k in ("batch_size", "lr", "weight_decay", "schedule", "mix", "temperature",
                                                  "precision", "builder")})),
     "collect-eval": Stage("tables:write_collected", "evaluation JSON files -> one tidy CSV",
@@ -154,7 +155,8 @@ STAGES: dict[str, Stage] = {
         MODEL | GROUPS | dict(gaussian="in:gaussian", teacher="in:teacher", out="out",
                               timesteps="fn:ablation_timesteps", ipc="cfg:figures.timestep_ablation.ipc",
                               m="cfg:figures.timestep_ablation.m", guidance="cfg:decode.guidance_scale",
-                              num_steps="cfg:invert.num_inference_steps", batch_size="cfg:decode.batch_size")),
+                              num_steps="cfg:invert.num_inference_steps", batch_size="cfg:decode.batch_size",
+                              compile="cfg:compile")),
     "fig-normality": Stage(
         "figures:plot_normality", "figure: normality of VAE latents vs inverted latents",
         FIG | dict(gaussian_files="in:gaussian", latents_h5="in:qq_latents", inverted_h5="in:qq_inverted",

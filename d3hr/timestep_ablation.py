@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import D3HRError
 from .ddim import timestep_grid
 from .decode import decode_latents
+from .compiling import Compile, compiled
 from .device import Precision, model_dtype
 from .group_sampling import Weights, sampler_name, select_group
 from .h5io import open_h5, provenance, read_attrs, write_h5
@@ -41,7 +42,7 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 def timestep_ablation_class(gaussian: str, pipeline: str, teacher: str, out: str, timesteps: list[int], ipc: int, m: int,
                             seed: int, l_mu: float, l_sigma: float, l_skew: float,
                             skew_mode: Literal["paper", "code"], chunk_groups: int, guidance: float, num_steps: int,
-                            batch_size: int, device: Any, model_precision: Precision, threads: int = 1):
+                            batch_size: int, device: Any, model_precision: Precision, compile: Compile, threads: int = 1):
     """Select (m groups) and decode IPC latents at each kept timestep; store the images and the teacher's predictions."""
     gaussian_h5, pipeline_dir, teacher_path = gaussian, pipeline, teacher
     weights = Weights(mu=l_mu, sigma=l_sigma, skew=l_skew)  # eq. 4.1's lambdas
@@ -63,13 +64,15 @@ def timestep_ablation_class(gaussian: str, pipeline: str, teacher: str, out: str
     if int(label) >= ck["num_classes"]:
         raise D3HRError(f"{teacher_path}: the teacher has {ck['num_classes']} classes, but label {label} is used")
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)
+    dit = compiled(ldm.transformer, device, compile)
     sampling_on = device if str(device).startswith("cuda") else None  # the job's GPU, else numpy (as select)
     data, rows = {}, []
     for t in tqdm(sorted(gauss), desc=f"timestep ablation {cls}", file=sys.stderr, mininterval=10):
         mu, var = gauss[t]
         sel = select_group(mu, var, ipc, m, seed, key=(cls, "ablation", t), weights=weights, skew_mode=skew_mode,
                            chunk_groups=chunk_groups, threads=threads, head=0, device=sampling_on)
-        images = decode_latents(ldm, sel.latents.reshape(ipc, *shape), t, int(label), grid, guidance, batch_size)
+        images = decode_latents(ldm, sel.latents.reshape(ipc, *shape), t, int(label), grid, guidance, batch_size,
+                                dit=dit)
         pred = predict(teacher, resize_images(images, int(ck.get("resolution", images.shape[1]))), batch=256)
         data[f"t{t}/images"] = images
         data[f"t{t}/teacher_pred"] = pred

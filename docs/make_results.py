@@ -133,7 +133,8 @@ def main():
         print(f"[make_results] no finished run under {R}: only the blocks made from bench/ are filled")
     got = (blocks() if run else {}) | {"stage_bytes": stage_bytes(), "imagenet_cost": imagenet_cost(),
                                        "teacher_recipe": teacher_recipe()}
-    got |= {f"{name}_report": bench_report(name) for name in ("dag_imagenet", "model_cache", "slurm_groups")}
+    got |= {f"{name}_report": bench_report(name) for name in ("dag_imagenet", "model_cache", "slurm_groups", "gpu_all",
+                                                              "gpu_stages_cpu", "eval_throughput_cpu", "image_subset")}
     for doc in (ROOT / "docs" / "results.md", ROOT / "README.md", ROOT / "docs" / "scaling.md",
                 ROOT / "docs" / "benchmarks.md"):
         text = doc.read_text()
