@@ -34,6 +34,8 @@ localrules:
     representativeness,
     fig_representativeness,
     label_robust_table,
+    aug_robust_table,
+    diagnostics_table,
 
 
 include: "rules/data.smk"
@@ -48,6 +50,7 @@ include: "rules/evaluate.smk"
 include: "rules/figures.smk"
 include: "rules/variants.smk"
 include: "rules/metrics.smk"
+include: "rules/diagnostics.smk"
 
 
 # A cluster job's own job server, once its rules are known (rules/common.smk).

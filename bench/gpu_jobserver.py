@@ -53,14 +53,16 @@ def main():
 
     def encode(out):
         return ["encode", "--class-dir", str(data / "train/cat"), *common, "--batch-size", "16", "--on-bad-image",
-                "error", "--seed", "0", "--device", device, "--pipeline", str(pipe), "--out", out]
+                "error", "--seed", "0", "--device", device, "--pipeline", str(pipe), "--out", out,
+                "--model-precision", "auto", "--max-images", "0", "--sample-posterior"]
 
     def evaluate(out, seed=0):
         return ["evaluate", "--class-dirs", *(str(data / "train" / c) for c in classes), "--val", "val.h5",
                 "--labels", "0", "1", "--teacher", str(teacher), "--student", "convnet_tiny", "--method", "x",
                 "--ipc", "20", "--seed", str(seed), *common, "--epochs", "1", "--steps", "200", "--batch-size", "16",
                 "--lr", "0", "--weight-decay", "0.01", "--mix", "cutmix", "--temperature", "0", "--device", device,
-                "--out", out]
+                "--out", out, "--min-steps", "0", "--schedule", "authors", "--precision", "auto", "--builder", "timm",
+                "--compile", "auto"]
 
     times, ok = {}, True
     times["encode alone"], _ = run(encode("lat_a.h5"), env, wd)

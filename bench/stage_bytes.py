@@ -76,11 +76,16 @@ def rows_for(name: str, ds: dict, config: dict, a) -> tuple[list[dict], dict]:
     px = res_out * res_out * ds.get("channels", 3)
     methods = ev.get("methods", [])
     image_methods = [m for m in methods if m not in ("full",)] + (["d3hr"] if "d3hr" not in methods else [])
+    # at the selection timestep: the covariance factor (d x rank, float32) and the reference latents (float16)
+    rank = min(inv["cov_rank"], d)
+    structure = sum(min(rank, max(k - 1, 0)) * d * 4 + min(inv["reference_images"], k) * d * 2 for k in n)
     rows = [
         {"stage": "encode", "files": C, "bytes": sum(n) * d * 4, "note": "latents, float32"},
-        {"stage": "invert", "files": C, "bytes": C * K * 5 * d * 4 + sum(n[k] for k in stored) * d * K * 2,
-         "note": f"statistics of {K} timesteps (float32); latents of {len(stored)} classes at every timestep (float16)"},
-        {"stage": "fit_gaussian", "files": C, "bytes": C * (K + 1) * 5 * d * 4, "note": "mean, var, normality (float32)"},
+        {"stage": "invert", "files": C, "bytes": C * K * 5 * d * 4 + sum(n[k] for k in stored) * d * K * 2 + structure,
+         "note": f"statistics of {K} timesteps (float32); latents of {len(stored)} classes at every timestep (float16); "
+                 f"at t = {sel['timestep']} a rank-{rank} covariance factor and {inv['reference_images']} latents"},
+        {"stage": "fit_gaussian", "files": C, "bytes": C * (K + 1) * 5 * d * 4 + structure,
+         "note": "mean, var, normality (float32); the covariance factor and reference latents, copied"},
         {"stage": "select", "files": C * len(ipcs),
          "bytes": sum(C * (2 * i * d * 4 + min(sel["m"], HEAD) * 4 + math.ceil(sel["m"] / sel["chunk_groups"]) * 4)
                       for i in ipcs), "note": "winner + one random group (float32), scores"},

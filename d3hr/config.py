@@ -107,7 +107,9 @@ def check_semantics(config: dict) -> dict:
 # An ablation variant's settings (config `ablation.variants`) and the config keys they replace: a variant runs the
 # main rules (invert, fit_gaussian, select, decode) with those keys changed, from the first stage that reads one.
 VARIANT_KEYS = {"invert_guidance": "invert.guidance_scale", "m": "select.m", "skew_mode": "select.skew_mode",
-                "skew": "select.weights.skew", "decode_start": "decode.start"}
+                "skew": "select.weights.skew", "cov_rank": "select.cov_rank", "rescale": "select.rescale",
+                "criterion": "select.criterion", "decode_start": "decode.start",
+                "decode_guidance": "decode.guidance_scale"}
 
 
 def variant_overrides(variant: dict) -> dict:
@@ -115,10 +117,30 @@ def variant_overrides(variant: dict) -> dict:
     return {VARIANT_KEYS[k]: v for k, v in variant.items()}
 
 
+def ablation_ipcs(config: dict) -> list[int]:
+    """ablation.ipc as a list (the config takes one IPC or a list)."""
+    ipc = config["ablation"]["ipc"]
+    return list(ipc) if isinstance(ipc, (list, tuple)) else [ipc]
+
+
 def _check_ablation(config: dict):
     abl = config.get("ablation") or {}
-    if abl.get("enabled") and abl.get("variants") and abl["ipc"] not in config["select"]["ipc"]:
-        raise D3HRError(f"ablation.ipc={abl['ipc']} is not in select.ipc {config['select']['ipc']}")
+    if abl.get("enabled") and abl.get("variants"):
+        off = [i for i in ablation_ipcs(config) if i not in config["select"]["ipc"]]
+        if off:
+            raise D3HRError(f"ablation.ipc={abl['ipc']} is not in select.ipc {config['select']['ipc']}")
+        needs_ref = [n for n, v in abl["variants"].items() if v.get("criterion") == "mmd"]
+        if needs_ref and not config["invert"]["reference_images"]:
+            raise D3HRError(f"ablation variants {needs_ref} select by MMD, which needs invert.reference_images > 0")
+        rank = config["invert"]["cov_rank"]
+        high = [n for n, v in abl["variants"].items() if v.get("cov_rank", 0) > rank]
+        if high:
+            raise D3HRError(f"ablation variants {high} sample with a cov_rank above invert.cov_rank {rank}")
+    sel = config["select"]
+    if sel["cov_rank"] > config["invert"]["cov_rank"]:
+        raise D3HRError(f"select.cov_rank {sel['cov_rank']} exceeds invert.cov_rank {config['invert']['cov_rank']}")
+    if sel["criterion"] == "mmd" and not config["invert"]["reference_images"]:
+        raise D3HRError("select.criterion mmd needs invert.reference_images > 0")
 
 
 def grid_ipc(config: dict) -> int:

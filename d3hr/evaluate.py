@@ -5,7 +5,9 @@ Per step: a batch of distilled images -> RandomResizedCrop(scale 0.08-1) + horiz
 the teacher's temperature-softened outputs on that same batch are the targets; loss KL(teacher || student) at
 temperature T (20 with CutMix, 4 with MixUp), batch mean, no T^2 factor (the authors' setting); AdamW without weight
 decay on biases and norm parameters; learning-rate factor 0.5 (1 + cos(pi e / 2E)) (the authors'). Hard-label mode:
-cross-entropy on the CutMix-mixed labels, no teacher.
+cross-entropy on the CutMix-mixed labels, no teacher. Without augmentation (`augment=False`, for DD-Ranking's
+augmentation-robust score, docs/method.md §7): no crop, flip, CutMix or MixUp; the teacher's outputs on the
+un-augmented batch are the targets, everything else as above.
 
 The same code runs on the CPU and on a GPU. On a GPU the distilled set stays uint8 on the device (when it fits),
 is augmented there in batches, and student and teacher run in bf16 autocast with channels_last. The validation
@@ -216,21 +218,27 @@ def topk_accuracy(model, val, ks=(1, 5), device="cpu", dtype=None):
     return {k: int(hits[k]) / n for k in ks}
 
 
-def student_step(student, teacher, x, y, opt, gen, rng, mix, temperature, device, dtype=None, host_gen=None):
+def student_step(student, teacher, x, y, opt, gen, rng, mix, temperature, device, dtype=None, host_gen=None,
+                 augment=True):
     """One optimiser step on the model-input batch `x`: RandomResizedCrop + flip, CutMix / MixUp, then KL to the
     teacher's outputs on the same batch (eq. 6.1) or, without a teacher, cross-entropy on the mixed labels `y`; the
     forward passes autocast to `dtype` (None: float32), the loss in float32. `gen` draws the crops and permutations on
-    its device, `host_gen` (default `gen`) CutMix's box."""
+    its device, `host_gen` (default `gen`) CutMix's box. `augment=False`: `x` as it is (no crop, flip or mix, nothing
+    drawn), the teacher's outputs on it or cross-entropy on `y`."""
     student.train()
-    x = random_resized_crop_flip(x, gen)
-    if mix == "cutmix":
-        x, perm, lam = cutmix(x, gen, rng, host_gen=host_gen)
+    if not augment:
+        perm, lam = None, 1.0
     else:
-        x, perm, lam = mixup(x, gen, rng)
+        x = random_resized_crop_flip(x, gen)
+        if mix == "cutmix":
+            x, perm, lam = cutmix(x, gen, rng, host_gen=host_gen)
+        else:
+            x, perm, lam = mixup(x, gen, rng)
     with _autocast(device, dtype):
         out = student(x).float()
     if teacher is None:
-        loss = lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[perm])
+        loss = F.cross_entropy(out, y) if perm is None else \
+            lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[perm])
     else:
         with torch.no_grad(), _autocast(device, dtype):
             target = teacher(x).float()  # soft labels on the same augmented batch
@@ -243,14 +251,14 @@ def student_step(student, teacher, x, y, opt, gen, rng, mix, temperature, device
 
 def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr, weight_decay, seed,
                   mix="cutmix", temperature=None, hard_label=False, epochs=None, n_evals=5, device="cpu",
-                  schedule="authors", precision="auto", compile: Compile = "auto"):
+                  schedule="authors", precision="auto", compile: Compile = "auto", augment=True):
     """Train `student` for `steps` steps over epochs of shuffled batches of the uint8 NHWC set `x_train`.
 
     With `epochs` (the authors' budget: steps = epochs x batches per epoch) the learning-rate factor changes once per
     epoch and the student is evaluated after each of the last min(9, epochs) epochs (the authors' count); without, the factor changes every
     step and the student is evaluated at `n_evals` points of the last 10% of the steps. Returns the final and the best
     of those evaluations. `precision`: the forward passes' autocast (`autocast_dtype`); `compile`: student and teacher
-    under `torch.compile` (d3hr.compiling.compile_mode).
+    under `torch.compile` (d3hr.compiling.compile_mode); `augment=False`: no crop, flip or mix (`student_step`).
 
     A step does not wait for the device: on a GPU the shuffles, crops and permutations are drawn by a generator on the
     GPU (CutMix's box by a CPU one), the set and the validation split are held there when they fit, and the losses and
@@ -296,7 +304,7 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
             order = torch.randperm(n, generator=order_gen, device=order_gen.device)
         idx = order[(step % per_epoch) * bs : (step % per_epoch + 1) * bs].sort().values
         y = None if teacher is not None else y_all[idx.to(device)]
-        loss = student_step(net, teacher, batches(idx), y, opt, gen, rng, mix, T, device, dtype, host_gen)
+        loss = student_step(net, teacher, batches(idx), y, opt, gen, rng, mix, T, device, dtype, host_gen, augment)
         sched.step()
         losses.append(loss)
         if step in eval_at:
@@ -311,7 +319,7 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
         "train_seconds": time.time() - t0, "temperature": T, "device": str(device),
         "autocast": "bf16" if dtype == torch.bfloat16 else "none", "precision": precision, "train_set": batches.where,
         "lr_base": lr, "batches_per_epoch": per_epoch, "schedule": schedule,
-        "compile": compile_mode(device, compile) or "eager",
+        "compile": compile_mode(device, compile) or "eager", "augment": augment,
     }
 
 
@@ -320,11 +328,12 @@ def evaluate_set(class_dirs: list[str], val: str, labels: list[int], teacher: st
                  lr: float,
                  weight_decay: float, schedule: Literal["authors", "cosine"], mix: Literal["cutmix", "mixup"],
                  temperature: float, precision: Precision, compile: Compile, builder: Literal["timm", "torchvision"],
-                 device: Any, out: str, hard_label: bool = False) -> dict:
+                 device: Any, out: str, hard_label: bool = False, augment: bool = True) -> dict:
     """One evaluation (docs/method.md §6): a student trained on the images of `class_dirs` with the teacher's soft
-    labels (or the class labels, `hard_label`), its top-1 on `val` -> JSON. `steps` > 0 replaces the `epochs` budget;
-    `min_steps` is its floor (the epochs raised until the budget reaches it: `full` on a small dataset); `batch_size` 0
-    and `lr` 0 take the authors' rules; `temperature` 0 the mix's default."""
+    labels (or the class labels, `hard_label`), with the evaluation's augmentation (or without any, `augment` False:
+    for the augmentation-robust score, docs/method.md §7), its top-1 on `val` -> JSON. `steps` > 0 replaces the
+    `epochs` budget; `min_steps` is its floor (the epochs raised until the budget reaches it: `full` on a small
+    dataset); `batch_size` 0 and `lr` 0 take the authors' rules; `temperature` 0 the mix's default."""
     import json
     import tempfile
 
@@ -362,18 +371,20 @@ def evaluate_set(class_dirs: list[str], val: str, labels: list[int], teacher: st
                                 batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, mix=mix,
                                 temperature=temperature or None, hard_label=hard_label,
                                 epochs=None if steps else epochs, device=device, schedule=schedule,
-                                precision=precision, compile=compile)
+                                precision=precision, compile=compile, augment=augment)
         finally:
             if not isinstance(x, np.ndarray) and hasattr(x, "file"):
                 x.file.close()
     res.update(method=method, ipc=ipc, student=student, seed=seed, n_train_images=n_train,
                n_val_images=int(val_attrs.get("n_images", 0)), steps=total, epochs=None if steps else epochs,
                min_steps=min_steps,
-               batch_size=batch_size, lr=lr, weight_decay=weight_decay, mix=mix, hard_label=hard_label, builder=builder,
+               batch_size=batch_size, lr=lr, weight_decay=weight_decay, mix=mix, hard_label=hard_label, augment=augment,
+               builder=builder,
                teacher=str(teacher), teacher_arch=ck["arch"], val_crop=val_attrs.get("crop"),
                code_version=stage_code_version(__name__))
     with atomic_output(out) as tmp:
         tmp.write_text(json.dumps(res, indent=1))
-    print(f"[d3hr] {method} ipc {ipc} {student} seed {seed}: top-1 {res['top1']:.4f} "
+    print(f"[d3hr] {method} ipc {ipc} {student}{'' if augment else ' (no augmentation)'} seed {seed}: "
+          f"top-1 {res['top1']:.4f} "
           f"(best of the last evaluations {res['top1_best_last']:.4f}) on {res['device']}", file=sys.stderr)
     return res

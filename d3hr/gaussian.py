@@ -34,6 +34,19 @@ def normality(x: np.ndarray) -> dict:
     return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
 
+def cov_factor(x: np.ndarray, rank: int) -> np.ndarray:
+    """F (d x k, k = min(rank, N - 1, d)) with F F^T the best rank-k approximation of the unbiased covariance of x (N x d):
+    the top-k right singular vectors of the centred x, scaled by s / sqrt(N - 1) (the principal axes). The structured
+    Gaussian's factor (d3hr.group_sampling.Structure); k = d with N > d is the full covariance."""
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    k = min(int(rank), n - 1, d)
+    if k < 1:
+        raise D3HRError(f"a covariance factor needs rank >= 1 and at least 2 samples (rank {rank}, {n} samples)")
+    _, s, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    return (vt[:k].T * (s[:k] / np.sqrt(n - 1))).astype(np.float32)
+
+
 def timestep_stats(x: np.ndarray) -> dict:
     """The Gaussian (3.1) and the normality statistics of one timestep's inverted latents (N x d), float32."""
     mu, var = fit(x)
@@ -47,10 +60,13 @@ def fit_class(inverted: str, latents: str, out: str):
     with open_h5(inverted_h5, "inverted latents") as f:
         attrs = read_attrs(f)
         timesteps = [int(t) for t in f["timesteps"][:]]
+        alpha_bar = f["alpha_bar"][:] if "alpha_bar" in f else None
         shape = tuple(attrs["latent_shape"])
         data = {}
         for t in timesteps:
             stats = {k: f[f"stats/t{t}/{k}"][:] for k in ("mean", "var", "skew", "kurtosis", "normal_p")}
+            # the selection timestep's covariance factor and reference latents (d3hr/invert.py), when stored
+            stats |= {k: f[f"stats/t{t}/{k}"][:] for k in ("cov_factor", "reference") if f"stats/t{t}/{k}" in f}
             check_finite(np.stack([stats["mean"], stats["var"]]), inverted_h5, f"stats/t{t}")
             zero = int((stats["var"] <= 0).sum())
             if zero:
@@ -67,7 +83,10 @@ def fit_class(inverted: str, latents: str, out: str):
     for k, v in normality(x).items():
         data[f"latent/{k}"] = v
     data["timesteps"] = np.asarray(timesteps, dtype=np.int64)
-    keep = {k: attrs.get(k) for k in ("cls", "label", "model", "guidance", "num_inference_steps", "null_label", "seed", "scaling_factor")}
+    if alpha_bar is not None:
+        data["alpha_bar"] = alpha_bar
+    keep = {k: attrs.get(k) for k in ("cls", "label", "model", "guidance", "num_inference_steps", "null_label", "seed",
+                                      "scaling_factor", "structure_timestep", "cov_rank", "n_reference")}
     write_h5(out, data, provenance(stage="fit_gaussian", n_images=int(x.shape[0]), latent_shape=list(shape),
                                    timesteps=timesteps,
                                    gaussian_bytes_per_timestep=int(2 * np.prod(shape) * 4), **keep))

@@ -24,6 +24,16 @@ dimension, mean over the n members of ((z - mean) / std)^3, norm over the d dime
 authors' code): per member, mean over the d dimensions of the same standardised cubes, norm over the n members.
 IPC = 1: std and skew are undefined, the score is the mean term alone. A group with a zero std in some dimension
 (IPC 2: both members 0, a zero Box-Muller radius) scores NaN, and never wins.
+
+Options beside the paper's setting (the off-class study, docs/results.md; each a config key of `select`):
+- a Gaussian with structure (`cov_rank` > 0): the draws are z = mu + sigma * x with standardised
+  x = C e' + r * e, C = F / sigma (d x k, the first k columns of the covariance factor F that the inversion stored:
+  Cov ~ F F^T + diag(sigma^2 - rowsum F^2)) and r = sqrt(max(1 - rowsum C^2, 0)), e' ~ N(0, I_k): every marginal stays
+  N(mu, sigma^2), the dimensions are correlated as the inverted latents are; k >= d is the full covariance. The score
+  is the same moments' score, on x.
+- `criterion: mmd`: the group minimising the (biased) squared MMD between its members and the class's stored
+  inverted latents (an RBF kernel, bandwidth the median squared distance between the reference latents) instead of
+  the moments' score.
 """
 
 from __future__ import annotations
@@ -74,6 +84,86 @@ def group_scores(e: np.ndarray, sigma: np.ndarray, w: Weights, skew_mode: str = 
             skew = (cubes * cubes * cubes).mean(2)  # products: numpy's float ** 3 is ten times slower
         score += w.skew * np.linalg.norm(skew, axis=1)  # ||skew(G)||_2  (eq. 4.1, third term)
     return score
+
+
+def rbf_bandwidth(reference: np.ndarray) -> float:
+    """The RBF kernel's bandwidth h^2: the median squared distance between distinct reference latents (N x d)."""
+    r = np.asarray(reference, dtype=np.float64)
+    sq = (r * r).sum(1)
+    d2 = sq[:, None] + sq[None, :] - 2 * r @ r.T
+    iu = np.triu_indices(len(r), 1)
+    h2 = float(np.median(d2[iu])) if len(r) > 1 else 1.0
+    if not h2 > 0:
+        raise D3HRError("the MMD reference latents are identical: no kernel bandwidth")
+    return h2
+
+
+def mmd_scores(z: np.ndarray, reference: np.ndarray, h2: float) -> np.ndarray:
+    """Squared MMD (biased V-statistic) between each group of z (g x n x d, latent space) and the reference latents
+    (N x d): mean k(G, G) - 2 mean k(G, R) + mean k(R, R), k(a, b) = exp(-||a - b||^2 / h2)."""
+    g, n, d = z.shape
+    r = np.asarray(reference, dtype=np.float32)
+    sq_z = np.einsum("gnd,gnd->gn", z, z)
+    sq_r = (r * r).sum(1)
+    k_gr = z.reshape(g * n, d) @ r.T  # cross terms, one matmul
+    k_gr = np.exp(-np.maximum(sq_z.reshape(-1, 1) + sq_r[None, :] - 2 * k_gr, 0) / h2).reshape(g, n, -1)
+    k_gg = np.matmul(z, z.transpose(0, 2, 1))
+    k_gg = np.exp(-np.maximum(sq_z[:, :, None] + sq_z[:, None, :] - 2 * k_gg, 0) / h2)
+    k_rr = float(np.exp(-np.maximum(sq_r[:, None] + sq_r[None, :] - 2 * r @ r.T, 0) / h2).mean())
+    return (k_gg.mean((1, 2)) - 2 * k_gr.mean((1, 2)) + k_rr).astype(np.float32)
+
+
+def mmd_scores_torch(z, reference, h2: float):
+    """mmd_scores on torch tensors (z: g x n x d, reference: N x d) on any device."""
+    import torch
+
+    g, n, d = z.shape
+    r = torch.as_tensor(reference, dtype=z.dtype, device=z.device)
+    sq_z = (z * z).sum(2)
+    sq_r = (r * r).sum(1)
+    k_gr = (sq_z.reshape(-1, 1) + sq_r[None, :] - 2 * (z.reshape(g * n, d) @ r.T)).clamp_(min=0)
+    k_gr = k_gr.div_(-h2).exp_().reshape(g, n, -1)
+    k_gg = (sq_z[:, :, None] + sq_z[:, None, :] - 2 * torch.bmm(z, z.transpose(1, 2))).clamp_(min=0).div_(-h2).exp_()
+    k_rr = (sq_r[:, None] + sq_r[None, :] - 2 * r @ r.T).clamp_(min=0).div_(-h2).exp_().mean()
+    return k_gg.mean((1, 2)) - 2 * k_gr.mean((1, 2)) + k_rr
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A Gaussian with structure, in standardised units: x = corr e' + resid * e (module docstring)."""
+    corr: np.ndarray  # d x k, F / sigma
+    resid: np.ndarray  # d, sqrt(max(1 - rowsum corr^2, 0))
+
+    @staticmethod
+    def from_factor(factor: np.ndarray, sigma: np.ndarray) -> "Structure":
+        corr = (np.asarray(factor, dtype=np.float64) / np.asarray(sigma, dtype=np.float64)[:, None])
+        resid = np.sqrt(np.clip(1.0 - (corr * corr).sum(1), 0.0, None))
+        return Structure(corr.astype(np.float32), resid.astype(np.float32))
+
+    @property
+    def rank(self) -> int:
+        return self.corr.shape[1]
+
+
+def structured(e: np.ndarray, structure: "Structure | None") -> np.ndarray:
+    """Standardised draws x (g x n x d) from standard normals e (g x n x (d + k)): x = corr e[..., d:] + resid e[..., :d];
+    without structure, e itself."""
+    if structure is None:
+        return e
+    d = structure.resid.size
+    g, n, _ = e.shape
+    x = e[:, :, :d] * structure.resid
+    x += (e[:, :, d:].reshape(g * n, -1) @ structure.corr.T).reshape(g, n, d)
+    return x
+
+
+def structured_torch(e, corr, resid):
+    """`structured` on torch tensors: x = corr e[..., d:] + resid e[..., :d] (e: g x n x (d + k))."""
+    import torch
+
+    g, n, _ = e.shape
+    d, k = corr.shape
+    return torch.addmm(e[:, :, :d].reshape(g * n, d) * resid, e[:, :, d:].reshape(g * n, k), corr.T).reshape(g, n, d)
 
 
 def group_scores_torch(e, sigma, w: Weights, skew_mode: str = "paper"):
@@ -148,13 +238,15 @@ DRAW_BYTES = {"cpu": 8 << 20, "cuda": 64 << 20}  # the torch path's draws per to
 
 def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights = Weights(), skew_mode="paper",
                  chunk_groups=10_000, max_sub_bytes=None, threads=2, head=100_000, progress=None, device=None,
-                 draw_groups=None) -> Selection:
+                 draw_groups=None, structure: Structure | None = None, reference=None) -> Selection:
     """Group sampling over m candidate groups; deterministic for a given (seed, key, ipc, chunk_groups).
 
     device None: the numpy path (chunks on `threads` threads); a torch device (or its name): the torch path on it
     (torch's own threads; `draw_groups` groups per torch call, default DRAW_BYTES of draws: 8 MiB, 64 MiB on CUDA).
     max_sub_bytes bounds the draws scored at once (default SUB_BYTES: 8 MiB, 1 GiB on CUDA); the result does not
-    depend on it. The torch path's draws on CUDA depend on the GPU model too (the launch grid)."""
+    depend on it. The torch path's draws on CUDA depend on the GPU model too (the launch grid).
+    structure: draws with that covariance structure (Structure; each group's normals are d + k per member);
+    reference: score by the squared MMD to these latents (N x d) instead of the moments (module docstring)."""
     if ipc < 1 or m < 1 or chunk_groups < 1:
         raise D3HRError(f"group sampling needs ipc >= 1, m >= 1 and chunk_groups >= 1 (got {ipc}, {m}, {chunk_groups})")
     mu = np.asarray(mu, dtype=np.float32).ravel()
@@ -164,10 +256,20 @@ def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights 
     d = mu.size
     sigma = np.sqrt(var).astype(np.float32)
     n_chunks = math.ceil(m / chunk_groups)
+    k = structure.rank if structure is not None else 0
+    if structure is not None and structure.resid.size != d:
+        raise D3HRError(f"the covariance factor has {structure.resid.size} dimensions, the Gaussian {d}")
+    h2 = None
+    if reference is not None:
+        reference = np.asarray(reference, dtype=np.float32).reshape(len(reference), -1)
+        if reference.shape[1] != d or len(reference) < 2:
+            raise D3HRError(f"MMD reference of shape {reference.shape}: needs at least 2 latents of {d} dimensions")
+        h2 = rbf_bandwidth(reference)
     if device is not None:
         return _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups, max_sub_bytes, head,
-                             progress, device, draw_groups)
-    sub = max(1, min(chunk_groups, (max_sub_bytes or SUB_BYTES["cpu"]) // (ipc * d * 4)))
+                             progress, device, draw_groups, structure, reference, h2)
+    group_bytes = ipc * (d + k) * 4 + (ipc * (len(reference) + ipc) * 4 if reference is not None else 0)
+    sub = max(1, min(chunk_groups, (max_sub_bytes or SUB_BYTES["cpu"]) // group_bytes))
 
     def run_chunk(c):
         gen = np.random.Generator(np.random.PCG64(derive_seed(seed, "select", *key, ipc, c)))
@@ -177,8 +279,11 @@ def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights 
         best = (math.inf, -1, None)
         first = None
         for s0 in range(0, size, sub):
-            e = standard_normal(gen, min(sub, size - s0), ipc, d)
-            sc = group_scores(e, sigma, weights, skew_mode)
+            e = structured(standard_normal(gen, min(sub, size - s0), ipc, d + k), structure)
+            if reference is None:
+                sc = group_scores(e, sigma, weights, skew_mode)
+            else:  # (the off-class study) squared MMD to the class's inverted latents, in latent space
+                sc = mmd_scores(mu + sigma * e, reference, h2)
             if c == 0 and s0 == 0:
                 first = (e[0].copy(), float(sc[0]))
             if s0 < keep_head:
@@ -211,7 +316,7 @@ def _selection(mu, sigma, e_best, score, chunk, index, chunk_best, scores_head, 
 
 
 def _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups, max_sub_bytes, head, progress,
-                  device, draw_groups) -> Selection:
+                  device, draw_groups, structure=None, reference=None, h2=None) -> Selection:
     """select_group's torch path. torch's normals are not one stream: a call's values depend on its size (CPU: blocks
     of 16 values, CUDA: the launch grid), so a chunk is drawn `block` groups per call, always in the same calls, and
     a sub-chunk is a whole number of calls. The best score, its index and its group stay on the device (no host sync
@@ -220,14 +325,20 @@ def _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups
 
     device = torch.device(device)
     d = sigma.size
-    group_bytes = ipc * d * 4
+    k = structure.rank if structure is not None else 0
+    group_bytes = ipc * (d + k) * 4
     kind = "cuda" if device.type == "cuda" else "cpu"
     block = min(chunk_groups, draw_groups or max(1, DRAW_BYTES[kind] // group_bytes))
     sub_bytes = max_sub_bytes or SUB_BYTES[kind]
-    sub = min(max(1, sub_bytes // (group_bytes * block)), math.ceil(chunk_groups / block)) * block
+    work_bytes = group_bytes + (ipc * (len(reference) + ipc) * 4 if reference is not None else 0)  # the kernels
+    sub = min(max(1, sub_bytes // (work_bytes * block)), math.ceil(chunk_groups / block)) * block
     sig = torch.from_numpy(sigma).to(device)
+    mu_t = torch.from_numpy(mu).to(device)
+    if structure is not None:
+        corr_t, resid_t = (torch.from_numpy(a).to(device) for a in (structure.corr, structure.resid))
+    ref_t = torch.from_numpy(reference).to(device) if reference is not None else None
     gen = torch.Generator(device=device)
-    buf = torch.empty((min(sub, m), ipc, d), dtype=torch.float32, device=device)  # the draws, reused
+    buf = torch.empty((min(sub, m), ipc, d + k), dtype=torch.float32, device=device)  # the draws, reused
     per_chunk = []
     with torch.inference_mode():
         for c in range(math.ceil(m / chunk_groups)):
@@ -241,7 +352,12 @@ def _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups
                 e = buf[: min(sub, size - s0)]
                 for b0 in range(0, len(e), block):  # s0 is a multiple of block: the chunk's calls, whatever sub is
                     e[b0 : b0 + block].normal_(generator=gen)
-                sc = group_scores_torch(e, sig, weights, skew_mode)
+                if structure is not None:
+                    e = structured_torch(e, corr_t, resid_t)
+                if ref_t is None:
+                    sc = group_scores_torch(e, sig, weights, skew_mode)
+                else:
+                    sc = mmd_scores_torch(mu_t + sig * e, ref_t, h2)
                 if c == 0 and s0 == 0:
                     first = (e[0].clone(), sc[:1].clone())
                 if s0 < keep_head:
@@ -297,11 +413,36 @@ def sampling_device(where: str):
         raise D3HRError(f"group sampling on 'cuda': {e}") from e
 
 
+RESCALES = ("none", "second_moment", "forward")
+
+
+def rescaled(mu, var, latent_mean, latent_var, alpha_bar: float, rescale: str):
+    """The Gaussian (mu, var) that group sampling draws from, after `rescale` (the off-class study, docs/method.md §4):
+    none; second_moment: per dimension mu and sigma times sqrt(E_fwd[z_t^2] / E_inv[z_t^2]), where the forward process
+    x_t = sqrt(a) z_0 + sqrt(1 - a) eps of the same images has E[x_t^2] = a (mu_0^2 + var_0) + 1 - a; forward: the
+    forward process's mean sqrt(a) mu_0 and variance a var_0 + 1 - a (the draws keep the inverted latents' correlations,
+    in standardised units)."""
+    mu, var = np.asarray(mu, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    if rescale == "none":
+        return mu, var
+    a = float(alpha_bar)
+    mu0, var0 = np.asarray(latent_mean, dtype=np.float64), np.asarray(latent_var, dtype=np.float64)
+    if rescale == "forward":
+        return np.sqrt(a) * mu0, a * var0 + (1 - a)
+    if rescale == "second_moment":
+        k2 = (a * (mu0 * mu0 + var0) + (1 - a)) / (mu * mu + var)
+        return mu * np.sqrt(k2), var * k2
+    raise D3HRError(f"rescale must be one of {', '.join(RESCALES)}, got {rescale!r}")
+
+
 def select_class(gaussian: str, out: str, ipc: int, m: int, timestep: int, seed: int, l_mu: float, l_sigma: float,
                  l_skew: float, skew_mode: Literal["paper", "code"], chunk_groups: int,
-                 where: Literal["auto", "cpu", "cuda"], threads: int = 1):
+                 where: Literal["auto", "cpu", "cuda"], cov_rank: int, rescale: Literal["none", "second_moment", "forward"],
+                 criterion: Literal["moments", "mmd"], threads: int = 1):
     """Group sampling for one class at `timestep` of its Gaussian file: the best of m groups of IPC latents, on the
-    CPU with numpy (`where` cpu, or auto without a GPU; no torch import) or on a leased GPU with torch."""
+    CPU with numpy (`where` cpu, or auto without a GPU; no torch import) or on a leased GPU with torch. cov_rank > 0:
+    draws with the first cov_rank columns of the stored covariance factor; rescale: the Gaussian moved to the forward
+    process's moments (`rescaled`); criterion mmd: the group closest in MMD to the stored inverted latents."""
     from tqdm import tqdm
 
     weights = Weights(mu=l_mu, sigma=l_sigma, skew=l_skew)  # eq. 4.1's lambdas
@@ -311,16 +452,43 @@ def select_class(gaussian: str, out: str, ipc: int, m: int, timestep: int, seed:
         if f"t{timestep}" not in f:
             raise D3HRError(f"{gaussian_h5}: no Gaussian for timestep {timestep}; kept timesteps: {f['timesteps'][:].tolist()} "
                             "(add it to invert.keep_timesteps)")
-        mu, var = f[f"t{timestep}/mean"][:], f[f"t{timestep}/var"][:]
+        g = f[f"t{timestep}"]
+        mu_inv, var_inv = g["mean"][:], g["var"][:]
+        factor = reference = None
+        for need, name, what in ((cov_rank > 0, "cov_factor", "select.cov_rank > 0"),
+                                 (criterion == "mmd", "reference", "select.criterion mmd")):
+            if need and name not in g:
+                raise D3HRError(f"{gaussian_h5}: no {name} at t={timestep}, which {what} needs (invert.cov_rank / "
+                                "invert.reference_images must be > 0, and t the selection timestep)")
+        if cov_rank > 0:
+            factor = g["cov_factor"][:]
+            if factor.shape[1] < cov_rank:
+                raise D3HRError(f"{gaussian_h5}: select.cov_rank {cov_rank} exceeds the stored covariance factor's rank "
+                                f"{factor.shape[1]} (raise invert.cov_rank, or lower select.cov_rank)")
+            factor = factor[:, :cov_rank]
+        if criterion == "mmd":
+            reference = g["reference"][:].astype(np.float32)
+        if rescale != "none":
+            ts = f["timesteps"][:].tolist()
+            alpha_bar = float(f["alpha_bar"][ts.index(timestep)])
+            mu, var = rescaled(mu_inv, var_inv, f["latent/mean"][:], f["latent/var"][:], alpha_bar, rescale)
+        else:
+            mu, var = mu_inv, var_inv
     shape = tuple(attrs["latent_shape"])
     cls = attrs["cls"]
+    sigma_inv = np.sqrt(np.asarray(var_inv, dtype=np.float64))
+    structure = Structure.from_factor(factor, sigma_inv) if factor is not None else None
+    if reference is not None:  # the reference latents, moved with the Gaussian (z - mu) / sigma -> mu' + sigma' x
+        reference = reference.reshape(len(reference), -1)
+        reference = (mu + np.sqrt(var) * (reference - mu_inv) / sigma_inv).astype(np.float32)
     device = sampling_device(where)
     sampler = sampler_name(device)
     print(f"[d3hr] group sampling with {sampler}" + (f" on {device}" if device is not None else " on the CPU"),
           file=sys.stderr, flush=True)
     bar = tqdm(total=m, desc=f"select {cls} ipc{ipc}", mininterval=10, file=sys.stderr, unit="group")
     sel = select_group(mu, var, ipc, m, seed, key=(cls,), weights=weights, skew_mode=skew_mode,
-                       chunk_groups=chunk_groups, threads=threads, progress=bar, device=device)
+                       chunk_groups=chunk_groups, threads=threads, progress=bar, device=device, structure=structure,
+                       reference=reference)
     bar.close()
     write_h5(out, {
         "latents": sel.latents.reshape(ipc, *shape),
@@ -331,7 +499,9 @@ def select_class(gaussian: str, out: str, ipc: int, m: int, timestep: int, seed:
                   guidance=attrs.get("guidance"), num_inference_steps=attrs.get("num_inference_steps"),
                   null_label=attrs.get("null_label"), timestep=timestep, ipc=ipc, m=m, chunk_groups=chunk_groups,
                   seed=seed, weights=asdict(weights), skew_mode=skew_mode, score=sel.score, best_chunk=sel.chunk,
-                  best_index=sel.index, random_score=sel.random_score, latent_shape=list(shape), sampler=sampler))
+                  best_index=sel.index, random_score=sel.random_score, latent_shape=list(shape), sampler=sampler,
+                  cov_rank=cov_rank, rescale=rescale, criterion=criterion,
+                  n_reference=0 if reference is None else len(reference)))
     print(f"[d3hr] best score {sel.score:.4f} (random group {sel.random_score:.4f}) -> {out}", file=sys.stderr)
     return sel
 

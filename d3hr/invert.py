@@ -29,11 +29,15 @@ STORED_DTYPE = np.float16  # of the stored inverted latents (rms about 1.3: 11-b
 
 
 def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, timesteps: list[int], num_steps: int,
-                 guidance: float, batch_size: int, store: bool, device: Any, model_precision: Precision,
-                 compile: Compile):
+                 guidance: float, batch_size: int, store: bool, structure_timestep: int, cov_rank: int,
+                 reference_images: int, device: Any, model_precision: Precision, compile: Compile):
     """DDIM-invert the class's latents with CFG (eq. 2) to each of `timesteps`: their Gaussian statistics, and with
-    `store` the inverted latents too. `compile`: the DiT under `torch.compile` (d3hr.compiling.compile_mode)."""
-    from .gaussian import timestep_stats
+    `store` the inverted latents too. `compile`: the DiT under `torch.compile` (d3hr.compiling.compile_mode).
+    At `structure_timestep` (the selection timestep; -1: none), when kept: the covariance factor of rank `cov_rank`
+    (0: none) and a seeded subset of `reference_images` inverted latents (float16; 0: none), for the structured
+    Gaussian, the MMD selection and the round trip of the off-class study (d3hr.group_sampling, d3hr.diagnostics)."""
+    from .gaussian import cov_factor, timestep_stats
+    from .seeds import derive_seed
 
     latents_h5, pipeline_dir, keep_timesteps = latents, pipeline, timesteps
     with open_h5(latents_h5, "latents") as f:
@@ -63,14 +67,24 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
             check_finite(x, out, f"t{t}")
             for k, v in timestep_stats(x).items():  # (3.1): mu_t, sigma_t^2 per dimension, and normality
                 create_dataset(f, f"stats/t{t}/{k}", data=v)
+            if t == structure_timestep and cov_rank > 0:  # Cov ~ F F^T (the structured Gaussian)
+                create_dataset(f, f"stats/t{t}/cov_factor", data=cov_factor(x, cov_rank))
+            if t == structure_timestep and reference_images > 0:  # the MMD selection's reference latents
+                rng = np.random.default_rng(derive_seed(int(src.get("seed") or 0), "reference", cls))
+                pick = np.sort(rng.permutation(len(x))[: min(reference_images, len(x))])
+                create_dataset(f, f"stats/t{t}/reference", data=x[pick].astype(STORED_DTYPE))
             if store:
                 create_dataset(f, f"t{t}", data=x.reshape(z0.shape).astype(STORED_DTYPE))
         create_dataset(f, "ids", data=ids)
         create_dataset(f, "timesteps", data=np.asarray(keep, dtype=np.int64))
+        create_dataset(f, "alpha_bar", data=np.asarray([float(ldm.alphas_cumprod[t]) for t in keep], dtype=np.float64))
         set_attrs(f, provenance(stage="invert", cls=cls, label=label, model=str(pipeline_dir), guidance=guidance,
                                 num_inference_steps=num_steps, timesteps=keep,
                                 model_precision=model_precision, compile=compile_mode(torch.device(device), compile) or "eager",
                                 model_dtype=str(ldm.transformer.dtype).removeprefix("torch."), null_label=ldm.null_label,
                                 scaling_factor=src.get("scaling_factor"), sample_posterior=src.get("sample_posterior"),
                                 seed=src.get("seed"), n_images=len(z0), latent_shape=list(z0.shape[1:]),
-                                stored_timesteps=keep if store else [], stored_dtype=np.dtype(STORED_DTYPE).name))
+                                stored_timesteps=keep if store else [], stored_dtype=np.dtype(STORED_DTYPE).name,
+                                structure_timestep=structure_timestep, cov_rank=cov_rank,
+                                n_reference=min(reference_images, len(z0)) if structure_timestep in keep else 0,
+                                n_factor=min(cov_rank, len(z0) - 1, int(np.prod(z0.shape[1:]))) if structure_timestep in keep else 0))

@@ -106,8 +106,11 @@ def serve_pretrained(models: dict):
     Replaces the classmethod `diffusers.models.modeling_utils.ModelMixin.from_pretrained` in the job's process. Why:
     a forked job re-imports d3hr, whose `load_ldm` calls from_pretrained; the job's code stays the same whether it
     runs in a process of its own or in the server, and no stage's code version changes. The cast is the one
-    from_pretrained does (`Tensor.to(dtype)` of the float32 weights), so the job gets the same weights either way.
-    Checked against diffusers 0.42.1 (diffusers/models/modeling_utils.py)."""
+    from_pretrained does: `Tensor.to(dtype)` of the float32 parameters and persistent buffers, while non-persistent
+    buffers keep the dtype the model's constructor gave them (DiT's `pos_embed.pos_embed` stays float32 under
+    `from_pretrained(torch_dtype=bfloat16)`; a plain `.to(bfloat16)` rounded it, and served bf16 jobs decoded other
+    bytes than jobs of their own: tests/test_patches.py). So the job gets the same model either way. Checked against
+    diffusers 0.42.1 (diffusers/models/modeling_utils.py)."""
     import os
 
     import torch
@@ -125,6 +128,17 @@ def serve_pretrained(models: dict):
             return original(cls, pretrained_model_name_or_path, *args, **kwargs)
         del models[key]
         print(f"[d3hr] {key[0]}/{key[1]} from the job server's memory", file=sys.stderr, flush=True)
-        return held.to(kwargs.get("torch_dtype") or torch.float32)
+        return cast_like_from_pretrained(held, kwargs.get("torch_dtype") or torch.float32)
 
     ModelMixin.from_pretrained = classmethod(from_pretrained)
+
+
+def cast_like_from_pretrained(model, dtype):
+    """`model.to(dtype)` as diffusers' from_pretrained(torch_dtype=dtype) leaves it: parameters and persistent buffers
+    cast, non-persistent buffers (computed by the constructor, not loaded) as they were. In place; returns model."""
+    keep = [(mod, name, mod._buffers[name]) for mod in model.modules() for name in mod._non_persistent_buffers_set
+            if mod._buffers.get(name) is not None]
+    model.to(dtype)
+    for mod, name, buf in keep:
+        mod._buffers[name] = buf
+    return model

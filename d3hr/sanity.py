@@ -39,6 +39,7 @@ def sanity_checks(accuracy_csv: str, teacher_check_csv: str, teacher_top1: float
     """One row per check: check, subject, value, threshold, ok (None: not measured)."""
     acc = pd.read_csv(accuracy_csv, dtype={"ipc": str})
     acc = acc[~acc.hard_label.astype(bool)] if "hard_label" in acc else acc
+    acc = acc[acc.augment.astype("object").fillna(True).astype(bool)] if "augment" in acc else acc  # no-aug runs
     g = acc.assign(top1=acc.top1 * 100).groupby(["method", "ipc", "student"]).top1.agg(["mean", "std"]).reset_index()
     rows = [dict(check="teacher", subject="teacher top-1 on val (%)", threshold=100 * teacher_min_top1,
                  value=None if teacher_top1 is None else 100 * teacher_top1,

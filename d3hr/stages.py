@@ -77,14 +77,17 @@ STAGES: dict[str, Stage] = {
         MODEL | dict(latents="in:latents", out="out", cls="wc:cls", label="fn:model_label_of",
                      timesteps="fn:keep_timesteps", num_steps="cfg:invert.num_inference_steps",
                      guidance="cfg:invert.guidance_scale", batch_size="cfg:invert.batch_size",
-                     store="fn:stores_inverted", compile="cfg:compile")),
+                     store="fn:stores_inverted", structure_timestep="fn:structure_timestep",
+                     cov_rank="fn:structure_cov_rank", reference_images="fn:structure_reference_images",
+                     compile="cfg:compile")),
     "fit-gaussian": Stage(
         "gaussian:fit_class", "per-dimension Gaussian + normality stats -> HDF5",
         dict(inverted="in:inverted", latents="in:latents", out="out")),
     "select": Stage(
         "group_sampling:select_class", "group sampling -> HDF5",
         GROUPS | dict(gaussian="in:gaussian", out="out", ipc="wc:ipc", timestep="cfg:select.timestep",
-                      where="cfg:device")),
+                      where="cfg:device", cov_rank="cfg:select.cov_rank", rescale="cfg:select.rescale",
+                      criterion="cfg:select.criterion")),
     "summarize-selection": Stage(
         "group_sampling:write_summary", "one CSV row per selected file", dict(selected="in:*", out="out")),
     "decode": Stage(
@@ -141,6 +144,9 @@ STAGES: dict[str, Stage] = {
     "label-robust": Stage(
         "tables:write_label_robust", "soft- and hard-label runs -> HLR, IOR, LRS table",
         dict(csvs="in:*", w="cfg:evaluate.lrs_weight", csv="out:csv", md="out:md")),
+    "aug-robust": Stage(
+        "tables:write_aug_robust", "runs with and without augmentation -> augmentation-robust score (ARS) table",
+        dict(csvs="in:*", w="cfg:evaluate.ars_weight", csv="out:csv", md="out:md")),
     "ablation-table": Stage(
         "tables:ablation_table", "table + figure: student top-1 of the ablation variants",
         FIG | dict(eval_files="in:*", variants="fn:ablation_variants_of", out_csv="out:csv", out_md="out:md")),
@@ -183,6 +189,16 @@ STAGES: dict[str, Stage] = {
         "tables:write_cost_table", "per-stage wall time and peak memory from benchmark files",
         dict(benchmark_files="in:*", root="fn:benchmark_root", n_classes="fn:n_classes", csv="out:csv",
              md="out:md")),
+    "diagnose": Stage(
+        "diagnostics:diagnose_class",
+        "off-class diagnostics of one class: Gaussian vs forward process, round trip, forward mean, teacher top-1 -> JSON",
+        MODEL | dict(gaussian="in:gaussian", teacher="in:teacher", out="out", cls="wc:cls", label="fn:model_label_of",
+                     timestep="cfg:select.timestep", guidance="cfg:decode.guidance_scale",
+                     num_steps="cfg:invert.num_inference_steps", roundtrip_images="cfg:diagnostics.roundtrip_images",
+                     image_sets="fn:diagnostic_set_specs", resolution="fn:eval_resolution", channels="ds:channels")),
+    "diagnostics-table": Stage(
+        "diagnostics:diagnostics_table", "every class's off-class diagnostics -> one table",
+        dict(files="in:*", out_csv="out:csv", out_md="out:md")),
     "teacher-table": Stage(
         "tables:write_teacher_check", "teacher top-1 on every distilled set -> CSV",
         dict(teacher="in:teacher", images="in:images", methods="fn:image_methods_of", ipcs="cfg:select.ipc",

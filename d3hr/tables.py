@@ -8,6 +8,7 @@
     teacher_check        the teacher's top-1 on each distilled set (no validation data)
     representativeness   MMD, coverage, diversity per method and IPC, and their correlation with accuracy (§7)
     label_robust         hard-label recovery, improvement over random, label-robust score (§7)
+    aug_robust           improvement over random with and without augmentation, augmentation-robust score (§7)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from . import D3HRError
 from .h5io import atomic_output, open_h5, read_attrs
 from .methods import ordered
 
-COLUMNS = ["method", "ipc", "student", "seed", "hard_label", "top1", "top5", "top1_best_last", "best_step",
+COLUMNS = ["method", "ipc", "student", "seed", "hard_label", "augment", "top1", "top5", "top1_best_last", "best_step",
            "steps", "n_train_images", "train_seconds"]
 
 
@@ -73,18 +74,32 @@ def _wide(s: pd.DataFrame, fmt) -> pd.DataFrame:
     return w.loc[order].fillna("")
 
 
+def _flag(df: pd.DataFrame, col: str, default: bool) -> pd.Series:
+    """df[col] as booleans, `default` where the column or a value is missing (a run that predates the column)."""
+    if col not in df:
+        return pd.Series(default, index=df.index, dtype=bool)
+    return df[col].astype("object").fillna(default).astype(bool)
+
+
 def read_eval_csvs(csvs) -> pd.DataFrame:
-    """The collected runs; `hard_label` is False where a file predates the column."""
+    """The collected runs; `hard_label` is False and `augment` True where a file predates the column."""
     df = pd.concat([pd.read_csv(c, dtype={"ipc": str}) for c in csvs], ignore_index=True)
-    df["hard_label"] = (df["hard_label"].astype("object").fillna(False).astype(bool) if "hard_label" in df
-                        else False)
+    df["hard_label"] = _flag(df, "hard_label", False)
+    df["augment"] = _flag(df, "augment", True)
     return df
 
 
+def main_protocol(df: pd.DataFrame) -> pd.Series:
+    """The runs of the paper's protocol: soft labels, with the evaluation's augmentation (hard-label runs:
+    `label_robust`; runs without augmentation: `augmentation_robust`)."""
+    return ~_flag(df, "hard_label", False) & _flag(df, "augment", True)
+
+
 def write_tables(csvs: list[str], out_dir: str):
-    """The accuracy tables of the soft-label students (the paper's protocol); hard-label runs: `label_robust`."""
+    """The accuracy tables of the soft-label students with augmentation (the paper's protocol); hard-label runs:
+    `label_robust`, runs without augmentation: `augmentation_robust`."""
     df = read_eval_csvs(csvs)
-    df = df[~df.hard_label]
+    df = df[main_protocol(df)]
     df = df.sort_values(["method", "ipc", "student", "seed"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else c)
     out_dir = Path(out_dir)
     s = summary(df)
@@ -136,8 +151,8 @@ def label_robust(df: pd.DataFrame, w: float = 0.5) -> pd.DataFrame:
     HLR = acc(full, hard) - acc(set, hard); IOR = acc(set, soft) - acc(random_real, soft) at the same IPC;
     alpha = w IOR - (1 - w) HLR; LRS = (e^alpha - e^-1) / (e - e^-1) (in [0, 1]). Mean and std over seeds."""
     key = ["method", "ipc", "student", "seed"]
-    soft = df[~df.hard_label].set_index(key).top1
-    hard = df[df.hard_label].set_index(key).top1
+    soft = df[main_protocol(df)].set_index(key).top1
+    hard = df[_flag(df, "hard_label", False) & _flag(df, "augment", True)].set_index(key).top1
     full_hard = hard.xs("full", level="method").droplevel("ipc") if "full" in hard.index.get_level_values(0) else None
     rows = []
     for (method, ipc, student, seed), acc_soft in soft.items():
@@ -171,6 +186,64 @@ def write_label_robust(csvs: list[str], csv: str, md: str, w: float):
     return s
 
 
+def augmentation_robust(df: pd.DataFrame, w: float = 0.5) -> pd.DataFrame:
+    """DD-Ranking's augmentation-robust score per method x IPC x student, paired by seed, as fractions of 1 (the
+    soft-label students; those without augmentation: `augment` False):
+    IOR_aug = acc(set, aug) - acc(random_real, aug), IOR_noaug = acc(set, no aug) - acc(random_real, no aug) at the
+    same IPC; beta = w IOR_aug + (1 - w) IOR_noaug; ARS = (e^beta - e^-1) / (e - e^-1). Mean and std (ddof 1) over
+    seeds.
+
+    DD-Ranking 0.2.0 (`pip download ddranking==0.2.0`), ddranking/metrics/aug_robust.py,
+    `AugmentationRobustScore.compute_metrics` (line 515, `ars_lambda=0.5`): lines 577-580,
+        with_aug_score = syn_data_with_aug_acc - random_data_with_aug_acc
+        without_aug_score = syn_data_without_aug_acc - random_data_without_aug_acc
+        beta = ars_lambda * with_aug_score + (1 - ars_lambda) * without_aug_score
+        ars = (np.exp(beta) - np.exp(-1)) / (np.exp(1) - np.exp(-1))
+    "without augmentation" there (lines 274/320, 296/350; utils/train_and_eval.py 101-102, 155-156): the plain
+    resize + normalise transform and the identity instead of the batch augmentation, the teacher's labels on those
+    images. Its accuracies are percentages (utils/meter.py 168, the value `validate` returns), which puts beta outside
+    the [-1, 1] the normalisation assumes; here, as for `label_robust`, they are fractions."""
+    key = ["method", "ipc", "student", "seed"]
+    soft = ~_flag(df, "hard_label", False)
+    aug = df[soft & _flag(df, "augment", True)].set_index(key).top1
+    noaug = df[soft & ~_flag(df, "augment", True)].set_index(key).top1
+    rows = []
+    for (method, ipc, student, seed), acc_noaug in noaug.items():
+        if method == "full" or (method, ipc, student, seed) not in aug.index:
+            continue
+        acc_aug = aug[(method, ipc, student, seed)]
+        rnd_aug, rnd_noaug = (s.get(("random_real", ipc, student, seed)) for s in (aug, noaug))
+        ior_aug = acc_aug - rnd_aug if rnd_aug is not None else float("nan")
+        ior_noaug = acc_noaug - rnd_noaug if rnd_noaug is not None else float("nan")
+        beta = w * ior_aug + (1 - w) * ior_noaug
+        ars = (np.exp(beta) - np.exp(-1)) / (np.exp(1) - np.exp(-1))
+        rows.append({"method": method, "ipc": ipc, "student": student, "seed": seed, "aug": acc_aug,
+                     "noaug": acc_noaug, "ior_aug": ior_aug, "ior_noaug": ior_noaug, "ars": ars})
+    cols = ["aug", "noaug", "ior_aug", "ior_noaug", "ars"]
+    r = pd.DataFrame(rows, columns=key + cols)
+    g = r.groupby(["method", "ipc", "student"])[cols]
+    out = g.mean().join(g.std(ddof=1).add_suffix("_std")).join(g.size().rename("n")).reset_index()
+    rank = {m: i for i, m in enumerate(ordered(out.method.unique()))}
+    return out.sort_values(["ipc", "method"], key=lambda c: c.map(_ipc_key) if c.name == "ipc" else c.map(rank))
+
+
+def write_aug_robust(csvs: list[str], csv: str, md: str, w: float):
+    s = augmentation_robust(read_eval_csvs(csvs), w)
+    cell = lambda m, d, n, k, f: f"{k * m:.{f}f} ± {k * d:.{f}f}" if n > 1 else f"{k * m:.{f}f}"
+    view = s.assign(**{c: [cell(m, d, n, 100, 1) for m, d, n in zip(s[c], s[f"{c}_std"], s["n"])]
+                       for c in ("aug", "noaug", "ior_aug", "ior_noaug")},
+                    ars=[cell(m, d, n, 1, 3) for m, d, n in zip(s.ars, s.ars_std, s["n"])])
+    view = view[["method", "ipc", "student", "aug", "noaug", "ior_aug", "ior_noaug", "ars", "n"]]
+    lines = _md_table(view, {}) + ["", "Top-1 (%) of the soft-label students with the evaluation's augmentation (aug: "
+                                      "crop + flip + CutMix or MixUp) and without any (noaug); IOR_aug = set (aug) - "
+                                      "random_real (aug), IOR_noaug = set (noaug) - random_real (noaug), higher is better; "
+                                      f"ARS = (e^b - e^-1) / (e - e^-1), b = {w} IOR_aug + {1 - w:g} IOR_noaug "
+                                      "(accuracies as fractions), higher is better (DD-Ranking's augmentation-robust "
+                                      "score; random_real: b = 0, ARS 0.269). Mean ± std over n seeds, paired by seed."]
+    _write_md_csv(s, lines, csv, md)
+    return s
+
+
 def representativeness(score_csvs) -> pd.DataFrame:
     """Mean (and std) over classes of each method x IPC x space's MMD, coverage and diversity."""
     df = pd.concat([pd.read_csv(c, dtype={"ipc": str}) for c in score_csvs], ignore_index=True)
@@ -184,7 +257,7 @@ def metric_correlation(rep: pd.DataFrame, accuracy_csv) -> pd.DataFrame:
     """Spearman's rank correlation, across the methods at each IPC, between each score and the soft-label students'
     top-1 (mean over seeds)."""
     acc = read_eval_csvs([accuracy_csv])
-    acc = acc[~acc.hard_label].groupby(["method", "ipc"]).top1.mean().rename("top1").reset_index()
+    acc = acc[main_protocol(acc)].groupby(["method", "ipc"]).top1.mean().rename("top1").reset_index()
     j = rep.merge(acc, on=["method", "ipc"])
     rows = []
     for space, d in j.groupby("space"):  # within each IPC: pooled over IPCs, set size would drive every score
@@ -283,7 +356,8 @@ def stage_of(benchmark_file, root) -> str:
     if parts[0] == "variants" and len(parts) > 3:  # variants/{variant}/{stage}/...: an ablation variant's own jobs
         return f"{parts[2]} (variant {parts[1]})"
     if parts[0] in ("decode", "eval") and len(parts) > 2:
-        stage = "decode" if parts[0] == "decode" else "evaluate-hard" if "-hard-seed" in parts[-1] else "evaluate"
+        stage = "decode" if parts[0] == "decode" else "evaluate-hard" if "-hard-seed" in parts[-1] else \
+            "evaluate-noaug" if "-noaug-seed" in parts[-1] else "evaluate"
         return f"{stage} ({parts[1]})"
     return parts[0] if len(parts) > 1 else parts[0]
 
@@ -365,9 +439,27 @@ def teacher_check_table(teacher_path, sets: dict, labels: dict, resolution: int,
 # ------------------------------------------------------------------ ablation variants (rules/variants.smk)
 
 
+def versus_random_real(g: "pd.DataFrame") -> "pd.DataFrame":
+    """g (method, ipc, student, mean, std, count) with, per row, the difference to random real images at the same IPC
+    and student and whether it exceeds twice the larger of the two seed stds ("resolved")."""
+    ref = g[g.method.astype(str) == "random_real"].set_index(["ipc", "student"])[["mean", "std"]]
+    diff, resolved = [], []
+    for r in g.itertuples():
+        k = (r.ipc, r.student)
+        if str(r.method) == "random_real" or k not in ref.index:
+            diff.append(np.nan), resolved.append("")
+            continue
+        d = r.mean - ref.loc[k, "mean"]
+        s = max(r.std if r.count > 1 else np.nan, ref.loc[k, "std"])
+        diff.append(d)
+        resolved.append("" if np.isnan(s) else "above" if d > 2 * s else "below" if d < -2 * s else "within")
+    return g.assign(vs_random_real=diff, vs_random_real_2std=resolved)
+
+
 def ablation_table(eval_files: list[str], variants: dict, out_csv: str, out_md: str, png: str, pdf: str):
-    """Student top-1 of every variant beside D3HR (and the other methods evaluated at that IPC): mean, std, n over
-    seeds, and what each variant changed."""
+    """Student top-1 of every variant beside D3HR (and the other methods evaluated at the variants' IPCs): mean, std, n
+    over seeds, the difference to random real images and whether it exceeds twice the larger seed std, and what each
+    variant changed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,30 +471,38 @@ def ablation_table(eval_files: list[str], variants: dict, out_csv: str, out_md: 
     rows = [json.loads(Path(f).read_text()) for f in eval_files]
     df = pd.DataFrame([{k: r[k] for k in ("method", "ipc", "student", "seed", "top1")} for r in rows])
     df["top1"] *= 100
-    g = df.groupby(["method", "student"]).top1.agg(["mean", "std", "count"]).reset_index()
+    df["ipc"] = df.ipc.astype(int)
+    g = df.groupby(["method", "ipc", "student"]).top1.agg(["mean", "std", "count"]).reset_index()
     names = {f"variant_{k}": k for k in variants}
     base = ordered(set(g.method) - set(names))
     order = base + [m for m in names if m in set(g.method)]
     g["method"] = pd.Categorical(g.method, order, ordered=True)
-    g = g.sort_values(["student", "method"])
+    g = versus_random_real(g.sort_values(["student", "ipc", "method"]))
     g["changes"] = [json.dumps(variants[names[m]]) if m in names else "" for m in g.method]
     with atomic_output(out_csv) as tmp:
         g.to_csv(tmp, index=False, float_format="%.2f")
-    lines = ["| set | student | top-1 % | seeds | what changed |", "|---|---|---|---|---|"]
+    lines = ["| set | IPC | student | top-1 % | seeds | minus random real | beyond 2 std | what changed |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in g.itertuples():
         sd = f" ± {r.std:.1f}" if r.count > 1 else ""
-        lines.append(f"| {METHOD_LABELS.get(r.method, names.get(r.method, r.method))} | {r.student} | {r.mean:.1f}{sd} | {r.count} | "
-                     f"{r.changes.replace('|', '/')} |")
+        vs = "" if np.isnan(r.vs_random_real) else f"{r.vs_random_real:+.1f}"
+        lines.append(f"| {METHOD_LABELS.get(r.method, names.get(r.method, r.method))} | {r.ipc} | {r.student} | "
+                     f"{r.mean:.1f}{sd} | {r.count} | {vs} | {r.vs_random_real_2std} | {r.changes.replace('|', '/')} |")
+    lines += ["", "Minus random real: the set's mean top-1 minus random real images' at the same IPC and student; beyond "
+              "2 std: whether that difference exceeds twice the larger of the two seed stds (above / below / within)."]
     with atomic_output(out_md) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     sns.set_theme(style="whitegrid", context="paper")
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.2))
+    ipcs = sorted(df.ipc.unique())
+    fig, axes = plt.subplots(1, len(ipcs), figsize=(5 * len(ipcs) + 2, 0.45 * len(order) + 1.2), squeeze=False,
+                             sharey=True)
     colors = {m: METHOD_COLORS.get(m, "#8C8C8C") for m in order}
-    sns.barplot(df[df.method.isin(order)], y="method", x="top1", order=order, hue="method", palette=colors,
-                errorbar="sd", capsize=0.2, ax=ax, legend=False)
-    ax.set_yticks(range(len(order)), [METHOD_LABELS.get(m, names.get(m, m)) for m in order])
-    ax.set_xlabel(f"student top-1 (%), IPC {df.ipc.iloc[0]}, mean ± std over seeds")
-    ax.set_ylabel("")
+    for ax, ipc in zip(axes[0], ipcs):
+        sns.barplot(df[df.method.isin(order) & (df.ipc == ipc)], y="method", x="top1", order=order, hue="method",
+                    palette=colors, errorbar="sd", capsize=0.2, ax=ax, legend=False)
+        ax.set_yticks(range(len(order)), [METHOD_LABELS.get(m, names.get(m, m)) for m in order])
+        ax.set_xlabel(f"student top-1 (%), IPC {ipc}, mean ± std over seeds")
+        ax.set_ylabel("")
     fig.tight_layout()
     for path in (png, pdf):
         with atomic_output(path) as tmp:

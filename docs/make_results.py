@@ -47,7 +47,8 @@ def headline(acc: pd.DataFrame) -> str:
 def blocks() -> dict[str, str]:
     q = json.loads((R / "models" / "quality.json").read_text())
     ev = sorted((B / "eval").rglob("*.tsv"))
-    main_ev = [f for f in ev if "variant_" not in str(f) and "-hard-" not in f.name]  # make run's soft-label students
+    main_ev = [f for f in ev if "variant_" not in str(f) and "-hard-" not in f.name
+               and "-noaug-" not in f.name]  # make run's soft-label students
     ev_s = sum(bench_s(f) for f in main_ev)
     out = {
         "models": "\n".join([
@@ -67,6 +68,7 @@ def blocks() -> dict[str, str]:
     for name, rel in (("accuracy", "tables/accuracy.md"), ("costs", "tables/costs.md"),
                       ("representativeness", "tables/representativeness.md"),
                       ("metric_correlation", "tables/metric_correlation.md"), ("label_robust", "tables/label_robust.md"),
+                      ("aug_robust", "tables/aug_robust.md"),
                       ("sanity", "tables/sanity.md")):
         if (R / rel).exists():  # a run still in progress has no tables yet
             out[name] = (R / rel).read_text().strip()
@@ -89,6 +91,59 @@ def blocks() -> dict[str, str]:
     if (R / "tables" / "ablation.md").exists():
         out["ablation"] = (R / "tables" / "ablation.md").read_text().strip()
     return out
+
+
+OFFCLASS = ROOT / "docs" / "offclass"  # the tables of the off-class run (config/offclass.yaml), copied by --offclass
+
+
+def offclass_verdict(ablation: pd.DataFrame, diagnostics: pd.DataFrame, teacher_min: float = 0.9) -> str:
+    """The off-class study's result: for D3HR and each variant, the teacher's recognition of its images (tables/
+    diagnostics.csv, all classes) and its students against random real images (tables/ablation.csv), at each IPC. The
+    chosen variant is the one whose images the teacher recognises best, averaged over the IPCs: a choice made without
+    the validation split (the teacher's top-1 on generated images reads no validation image); its students are then
+    reported on val."""
+    allc = diagnostics[diagnostics.cls == "all classes"].iloc[0]
+    ipcs = sorted(int(i) for i in ablation.ipc.unique())
+    sets = ["d3hr"] + [m for m in ablation.method.unique() if str(m).startswith("variant_")]
+    rows, rec_mean = [], {}
+    for m in sets:
+        recs = [allc.get(f"top1:{m}@ipc{i}") for i in ipcs]
+        rec_mean[m] = float(pd.Series(recs, dtype=float).mean())
+        cells = []
+        for i, r in zip(ipcs, recs):
+            a = ablation[(ablation.method == m) & (ablation.ipc == i)]
+            if a.empty:
+                cells += [f"{100 * r:.0f}%" if pd.notna(r) else "", ""]
+                continue
+            a = a.iloc[0]
+            cells += [f"{100 * r:.0f}%" if pd.notna(r) else "",
+                      f"{a['mean']:.1f} ± {a['std']:.1f} ({a.vs_random_real:+.1f}, {a.vs_random_real_2std})"]
+        rows.append((m, cells))
+    best = max((m for m in sets if m != "d3hr"), key=lambda m: rec_mean[m])
+    head = ["set"] + [h for i in ipcs for h in (f"recognised, IPC {i}", f"top-1 IPC {i} (minus random real, 2 std)")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([m.removeprefix("variant_") + (" **(chosen)**" if m == best else "")] + c) + " |"
+              for m, c in rows]
+    b = ablation[ablation.method == best]
+    rec_ok = all(allc.get(f"top1:{best}@ipc{i}", 0) >= teacher_min for i in ipcs)
+    beats = all((b[b.ipc == i].vs_random_real_2std == "above").any() for i in ipcs)
+    n = int(ablation[ablation.method == best]["count"].min())
+    lines += ["", f"Chosen without the validation split (the highest recognition averaged over IPC "
+              f"{', '.join(map(str, ipcs))}): **{best.removeprefix('variant_')}**; recognised at >= {100 * teacher_min:.0f}% "
+              f"at every IPC: **{'yes' if rec_ok else 'no'}**; its students ({n} seeds) above random real images by more "
+              f"than 2 seed std at every IPC: **{'yes' if beats else 'no'}**."]
+    return "\n".join(lines)
+
+
+def offclass_blocks() -> dict[str, str]:
+    """The off-class study's blocks, from the copied tables of its run (docs/offclass/)."""
+    if not (OFFCLASS / "ablation.csv").exists():
+        return {}
+    ablation = pd.read_csv(OFFCLASS / "ablation.csv")
+    diagnostics = pd.read_csv(OFFCLASS / "diagnostics.csv")
+    return {"offclass_verdict": offclass_verdict(ablation, diagnostics),
+            "offclass_diagnostics": (OFFCLASS / "diagnostics.md").read_text().strip(),
+            "offclass_ablation": (OFFCLASS / "ablation.md").read_text().strip()}
 
 
 def stage_bytes() -> str:
@@ -128,6 +183,22 @@ def bench_report(name: str) -> str:
 
 
 def main():
+    import argparse
+    import shutil
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--offclass", metavar="RESULTS", help="the results/animal_mnist folder of a finished run of "
+                    "config/offclass.yaml: its tables are copied into docs/offclass/ and fill the off-class blocks")
+    ap.add_argument("--only-offclass", action="store_true", help="fill only the off-class blocks")
+    a = ap.parse_args()
+    if a.offclass:
+        OFFCLASS.mkdir(exist_ok=True)
+        for name in ("ablation.csv", "ablation.md", "diagnostics.csv", "diagnostics.md", "teacher_check.csv",
+                     "accuracy.csv", "accuracy.md", "sanity.md"):
+            shutil.copyfile(Path(a.offclass) / "tables" / name, OFFCLASS / name)
+    if a.only_offclass:
+        fill(offclass_blocks())
+        return
     run = (R / "models" / "quality.json").exists()
     if not run:  # the bench blocks alone; the run's blocks stay as they are
         print(f"[make_results] no finished run under {R}: only the blocks made from bench/ are filled")
@@ -135,6 +206,10 @@ def main():
                                        "teacher_recipe": teacher_recipe()}
     got |= {f"{name}_report": bench_report(name) for name in ("dag_imagenet", "model_cache", "slurm_groups", "gpu_all",
                                                               "gpu_stages_cpu", "eval_throughput_cpu", "image_subset")}
+    fill(got | offclass_blocks())
+
+
+def fill(got: dict[str, str]):
     for doc in (ROOT / "docs" / "results.md", ROOT / "README.md", ROOT / "docs" / "scaling.md",
                 ROOT / "docs" / "benchmarks.md"):
         text = doc.read_text()

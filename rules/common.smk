@@ -11,6 +11,7 @@ from pathlib import Path
 
 from d3hr import D3HRError
 from d3hr.config import (
+    ablation_ipcs,
     apply_protocol,
     check_semantics,
     dataset_classes,

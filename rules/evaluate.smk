@@ -53,6 +53,20 @@ use rule evaluate as evaluate_hard with:
         code=code_version("evaluate"),
 
 
+# The same student with the teacher's soft labels but without the evaluation's augmentation (no crop, flip, CutMix or
+# MixUp): for the augmentation-robust scores (evaluate.augment; docs/method.md §7).
+use rule evaluate as evaluate_noaug with:
+    output:
+        "results/{dataset}/eval/{method}/ipc{ipc}/{student}-noaug-seed{seed}.json",
+    log:
+        "logs/{dataset}/eval/{method}/ipc{ipc}/{student}-noaug-seed{seed}.log",
+    benchmark:
+        "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-noaug-seed{seed}.tsv"
+    params:
+        args=stage_args("evaluate", augment=False),
+        code=code_version("evaluate", images=eval_images_fingerprint),
+
+
 rule collect_eval:
     input:
         eval_files_of_ipc,

@@ -139,8 +139,12 @@ def all_targets():
             out += [f"results/{name}/tables/accuracy.md", f"results/{name}/tables/sanity.md"]
         if "hard" in EVAL.get("labels", ()) and eval_methods():
             out.append(f"results/{name}/tables/label_robust.md")
+        if no_augmentation() and eval_methods():
+            out.append(f"results/{name}/tables/aug_robust.md")
         if metrics_on():
             out.append(f"results/{name}/tables/representativeness.md")
+        if diagnostics_on():
+            out.append(f"results/{name}/tables/diagnostics.md")
         out += figure_targets(name)
     return out
 
@@ -249,6 +253,17 @@ def label_modes():
     return [""] + (["-hard"] if "hard" in EVAL.get("labels", ()) else [])
 
 
+def no_augmentation():
+    """Whether students are also trained without augmentation (evaluate.augment: [true, false]), for the
+    augmentation-robust scores: `-noaug` in a result's name; not for `full` (no random real set to compare with)."""
+    return False in EVAL.get("augment", [True])
+
+
+def eval_modes(ipc):
+    """The name suffixes of a (method, IPC)'s students: label_modes(), and `-noaug` for the distilled sets."""
+    return label_modes() + (["-noaug"] if no_augmentation() and str(ipc) != "all" else [])
+
+
 def eval_files_of_ipc(wc):
     methods = ["full"] if wc.ipc == "all" else [m for m in EVAL["methods"] if m != "full"]
     return expand(
@@ -257,7 +272,7 @@ def eval_files_of_ipc(wc):
         method=methods,
         ipc=wc.ipc,
         student=EVAL["students"],
-        labels=label_modes(),
+        labels=eval_modes(wc.ipc),
         seed=EVAL["seeds"],
     )
 
@@ -273,7 +288,9 @@ def metric_sets(wc):
     """(method, IPC, image folder) of every distilled set of one class: the image methods at every IPC, the ablation
     variants at theirs."""
     sets = [(m, i) for m in image_methods() for i in config["select"]["ipc"]]
-    sets += [(f"variant_{v}", config["ablation"]["ipc"]) for v in ablation_variants()]  # none when ablations are off
+    sets += [
+        (f"variant_{v}", i) for v in ablation_variants() for i in ablation_ipcs(config)
+    ]  # none when ablations are off
     return [(m, str(i), f"results/{wc.dataset}/images/{m}/ipc{i}/{wc.cls}") for m, i in sets]
 
 
@@ -372,6 +389,7 @@ def benchmark_files(wc):
     out = [f"{b}/train_ldm.tsv", f"{b}/model_quality.tsv"] if ds(wc)["model"] == "train" else []
     out += [f"{b}/train_teacher.tsv"] if ds(wc)["teacher"] == "train" else []
     per_class = ["encode", "invert", "fit_gaussian"] + ["features", "metrics"] * metrics_on()
+    per_class += ["diagnostics"] * diagnostics_on()
     per_ipc = ["select", "decode/d3hr"] + [f"decode/{m}" for m in image_methods() if m not in ("d3hr", "random_real")]
     per_ipc += [m for m in ("kmeans", "kmeans_vae") if m in eval_methods()]
     out += [f"{b}/{s}/{c}.tsv" for c in classes for s in per_class]
@@ -379,14 +397,13 @@ def benchmark_files(wc):
     out += [f"{b}/{s}/ipc{i}/{c}.tsv" for c in classes for i in ipcs for s in per_ipc]
     runs = [(m, i) for m in eval_methods() for i in (["all"] if m == "full" else ipcs)]
     for v in ablation_variants():
-        i = config["ablation"]["ipc"]
-        runs.append((f"variant_{v}", i))
+        for i in ablation_ipcs(config):
+            runs.append((f"variant_{v}", i))
         for s in variant_stages(v):
-            out += [
-                f"{b}/variants/{v}/{s}/{'' if s in ('invert', 'fit_gaussian') else f'ipc{i}/'}{c}.tsv" for c in classes
-            ]
+            for i in ablation_ipcs(config) if s not in ("invert", "fit_gaussian") else [None]:
+                out += [f"{b}/variants/{v}/{s}/{'' if i is None else f'ipc{i}/'}{c}.tsv" for c in classes]
     for m, i in runs:
-        labels = label_modes() if not m.startswith("variant_") else [""]
+        labels = eval_modes(i) if not m.startswith("variant_") else [""]
         out += expand(
             f"{b}/eval/{m}/ipc{i}/{{s}}{{l}}-seed{{seed}}.tsv", s=EVAL["students"], l=labels, seed=EVAL["seeds"]
         )
@@ -404,6 +421,66 @@ def figure_targets(name):
         out += [f"{r}/figures/accuracy_vs_ipc.png"]
         out += [f"{r}/tables/ablation.md"] * bool(ablation_variants())
     return out
+
+
+# ---------------------------------------------------------------- off-class diagnostics (rules/diagnostics.smk)
+
+
+def structure_stored():
+    """Whether a job of the run reads the covariance factor or the reference latents at the selection timestep: a
+    structured or MMD selection (select, or an ablation variant), or the diagnostics' round trip. Only then does the
+    inversion store both (and take the selection timestep as a parameter), so that a run without them does not
+    re-invert when select.timestep changes."""
+    sel = config["select"]
+    variants = list(ablation_variants().values())
+    uses = [
+        sel["cov_rank"] > 0,
+        sel["criterion"] == "mmd",
+        diagnostics_on() and config["diagnostics"]["roundtrip_images"] > 0,
+    ]
+    uses += [v.get("cov_rank", 0) > 0 or v.get("criterion") == "mmd" for v in variants]
+    return any(uses)
+
+
+def structure_timestep(wc):
+    return config["select"]["timestep"] if structure_stored() else -1
+
+
+def structure_cov_rank(wc):
+    return config["invert"]["cov_rank"] if structure_stored() else 0
+
+
+def structure_reference_images(wc):
+    return config["invert"]["reference_images"] if structure_stored() else 0
+
+
+def diagnostics_on():
+    return config["diagnostics"]["enabled"]
+
+
+def diagnostic_ipcs():
+    """The IPCs whose sets the diagnostics score: the ablation's when variants run, else the sample grids' (when it
+    is one of select.ipc: with figures off it need not be), else the largest."""
+    if ablation_variants():
+        return ablation_ipcs(config)
+    ipcs = config["select"]["ipc"]
+    return [grid_ipc(config)] if grid_ipc(config) in ipcs else [max(ipcs)]
+
+
+def diagnostic_sets(wc):
+    """(name, folder) of the class's generative sets (D3HR and the latent baselines) and ablation variants."""
+    methods = [m for m in image_methods() if m != "random_real"] + [f"variant_{v}" for v in ablation_variants()]
+    return [
+        (f"{m}@ipc{i}", f"results/{wc.dataset}/images/{m}/ipc{i}/{wc.cls}") for i in diagnostic_ipcs() for m in methods
+    ]
+
+
+def diagnostic_dirs(wc):
+    return [d for _, d in diagnostic_sets(wc)]
+
+
+def diagnostic_set_specs(wc):
+    return [f"{n}:{d}" for n, d in diagnostic_sets(wc)]
 
 
 # ---------------------------------------------------------------- ablation variants (rules/variants.smk)
@@ -447,7 +524,7 @@ def ablation_eval_files(wc):
         "results/{dataset}/eval/{method}/ipc{ipc}/{student}-seed{seed}.json",
         dataset=wc.dataset,
         method=base + [f"variant_{v}" for v in ablation_variants()],
-        ipc=config["ablation"]["ipc"],
+        ipc=ablation_ipcs(config),
         student=EVAL["students"],
         seed=EVAL["seeds"],
     )

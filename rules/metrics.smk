@@ -1,4 +1,5 @@
-# Representativeness and diversity of every distilled set per class (docs/method.md §7), and the label-robust scores.
+# Representativeness and diversity of every distilled set per class (docs/method.md §7), and the label- and
+# augmentation-robust scores.
 
 
 rule real_features:
@@ -93,3 +94,20 @@ rule label_robust_table:
         code=code_version("label-robust"),
     shell:
         stage_cmd("label-robust")
+
+
+rule aug_robust_table:
+    input:
+        eval_tables,
+    output:
+        csv="results/{dataset}/tables/aug_robust.csv",
+        md=table("aug_robust.md"),
+    log:
+        "logs/{dataset}/aug_robust.log",
+    conda:
+        "../envs/d3hr.yaml"
+    params:
+        args=stage_args("aug-robust"),
+        code=code_version("aug-robust"),
+    shell:
+        stage_cmd("aug-robust")

@@ -141,7 +141,8 @@ def test_model_dtype_follows_the_precision_given_to_the_stage(monkeypatch, capsy
     write_h5(lat, {"latents": np.zeros((2, 4, 8, 8), np.float32), "ids": np.asarray(["a", "b"], dtype=object)}, {})
     args = ["invert", "--threads", "1", "--cls", "cat", "--label", "0", "--timesteps", "100", "--num-steps", "10",
             "--guidance", "1", "--batch-size", "8", "--no-store", "--device", "cpu", "--pipeline", str(tiny_pipeline),
-            "--latents", str(lat), "--out", str(tmp_path / "out.h5"), "--compile", "never"]
+            "--latents", str(lat), "--out", str(tmp_path / "out.h5"), "--compile", "never",
+            "--structure-timestep", "-1", "--cov-rank", "0", "--reference-images", "0"]
     with pytest.raises(SystemExit):  # the CLI refuses what the schema refuses
         main(args + ["--model-precision", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err

@@ -75,16 +75,19 @@ def test_dit_xl2_runs_one_batch_of_each_gpu_stage(dit_xl_pipeline, tmp_path):
 
     inv = tmp_path / "inverted.h5"
     # one DDIM step up and one down (each a guided DiT-XL/2 pass at batch 2): the forwards are most of this test
-    invert_class(lat, pipe, inv, cls, 207, [20], num_steps=50, guidance=4.0, batch_size=2, store=True, device="cpu",
-                 model_precision="auto", compile="never")
+    invert_class(lat, pipe, inv, cls, 207, [20], num_steps=50, guidance=4.0, batch_size=2, store=True,
+                 structure_timestep=20, cov_rank=4, reference_images=2, device="cpu", model_precision="auto",
+                 compile="never")
     with h5py.File(inv) as f:
         assert f["t20"].shape == (2, 4, 32, 32) and f.attrs["null_label"] == 1000 and f.attrs["label"] == 207
+        # 2 latents: a covariance of rank 1 at most, whatever invert.cov_rank asks; the reference holds both
+        assert f["stats/t20/cov_factor"].shape == (4 * 32 * 32, 1) and f["stats/t20/reference"].shape == (2, 4096)
         assert np.isfinite(f["t20"][:]).all()
     gauss = tmp_path / "gaussian.h5"
     fit_class(inv, lat, gauss)
     sel = tmp_path / "selected.h5"
     select_class(gauss, sel, ipc=2, m=20, timestep=20, seed=0, l_mu=1.0, l_sigma=1.0, l_skew=0.5, skew_mode="paper",
-                 chunk_groups=10, where="cpu", threads=1)
+                 chunk_groups=10, where="cpu", cov_rank=0, rescale="none", criterion="moments", threads=1)
     images = decode_class(sel, pipe, tmp_path / "images", guidance=4.0, num_steps=50, batch_size=2,
                           latents_name="latents", start="inverted", device="cpu", model_precision="auto", compile="never",
                           resize=224)

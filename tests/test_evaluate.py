@@ -329,3 +329,72 @@ def test_torchvision_builder_builds_resnets_as_the_authors_code():
     a = create_classifier("convnet_tiny", 10, 3, resolution=32, seed=0, builder="torchvision")
     b = create_classifier("convnet_tiny", 10, 3, resolution=32, seed=0, builder="timm")
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+class _Recorder(torch.nn.Module):
+    """A linear classifier that keeps the batches it was given (its forward input)."""
+
+    def __init__(self, n_in, n_classes):
+        super().__init__()
+        self.fc = torch.nn.Linear(n_in, n_classes)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.fc(x.flatten(1))
+
+
+def test_without_augmentation_student_and_teacher_see_the_plain_batch():
+    """evaluate.augment false (the augmentation-robust score): no crop, flip or mix, nothing drawn from the
+    generators; the teacher's soft labels are its outputs on the same plain batch (hard labels: plain cross-entropy)."""
+    from d3hr.evaluate import student_step
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 8, 8) * 2 - 1
+    student, teacher = _Recorder(3 * 8 * 8, 4), _Recorder(3 * 8 * 8, 4)
+    gen, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+    state, rng_state = gen.get_state(), rng.bit_generator.state
+    opt = torch.optim.SGD(student.parameters(), lr=0.0)
+    loss = student_step(student, teacher, x, None, opt, gen, rng, "cutmix", 4.0, torch.device("cpu"), augment=False)
+    assert torch.equal(student.seen[0], x) and torch.equal(teacher.seen[0], x)
+    assert torch.equal(gen.get_state(), state) and rng.bit_generator.state == rng_state
+    with torch.no_grad():
+        assert float(loss) == pytest.approx(float(kd_loss(student.fc(x.flatten(1)), teacher.fc(x.flatten(1)), 4.0)))
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    loss = student_step(student, None, x, y, opt, gen, rng, "cutmix", 4.0, torch.device("cpu"), augment=False)
+    with torch.no_grad():
+        assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(student.fc(x.flatten(1)), y)))
+    student.seen.clear()
+    student_step(student, teacher, x, None, opt, gen, rng, "cutmix", 4.0, torch.device("cpu"))  # with: cropped
+    assert not torch.equal(student.seen[0], x)
+
+
+def test_evaluate_set_without_augmentation_records_it(tmp_path):
+    """`d3hr evaluate --no-augment`: a student trained without augmentation, `augment: false` in its JSON, and
+    tables.collect keeps the column; the accuracy tables leave the run out as they leave out hard-label runs."""
+    from conftest import make_dataset, make_teacher
+    from d3hr.cli import build_parser
+    from d3hr.evaluate import evaluate_set
+    from d3hr.valset import prepare_val
+
+    root = make_dataset(tmp_path / "d", n_train=4, n_val=2)
+    teacher = make_teacher(tmp_path / "t.pt", ["cat", "dog"])
+    prepare_val([str(root / "val" / c) for c in ("cat", "dog")], [0, 1], 16, 3, 1.0, str(tmp_path / "val.h5"))
+    common = dict(class_dirs=[str(root / "train" / c) for c in ("cat", "dog")], val=str(tmp_path / "val.h5"),
+                  labels=[0, 1], teacher=str(teacher), student="convnet_tiny", method="random_real", ipc="4", seed=0,
+                  resolution=16, channels=3, epochs=1, steps=4, min_steps=0, batch_size=4, lr=1e-3, weight_decay=0.01,
+                  schedule="authors", mix="cutmix", temperature=0, precision="fp32", compile="never", builder="timm",
+                  device=torch.device("cpu"))
+    res = evaluate_set(**common, out=str(tmp_path / "noaug.json"), augment=False)
+    got = json.loads((tmp_path / "noaug.json").read_text())
+    assert got["augment"] is False and res["augment"] is False and got["hard_label"] is False and got["steps"] == 4
+    evaluate_set(**common, out=str(tmp_path / "aug.json"))
+    assert json.loads((tmp_path / "aug.json").read_text())["augment"] is True
+    df = collect([tmp_path / "aug.json", tmp_path / "noaug.json"])
+    assert list(df.augment) == [True, False]
+    df.to_csv(tmp_path / "ipc4.csv", index=False)
+    out, _ = write_tables([tmp_path / "ipc4.csv"], tmp_path / "tables")
+    assert len(out) == 1 and out.augment.all()
+    sub = next(a for a in build_parser()._actions if a.dest == "stage").choices["evaluate"]
+    flags = {o for a in sub._actions for o in a.option_strings}
+    assert {"--augment", "--no-augment"} <= flags

@@ -117,7 +117,8 @@ def _gaussian_file(path, t=500, shape=(2, 2, 3)):
 
 
 SELECT_ARGS = ["--ipc", "2", "--m", "60", "--timestep", "500", "--seed", "0", "--l-mu", "1", "--l-sigma", "1",
-               "--l-skew", "0.5", "--skew-mode", "paper", "--chunk-groups", "25"]
+               "--l-skew", "0.5", "--skew-mode", "paper", "--chunk-groups", "25", "--cov-rank", "0", "--rescale", "none",
+               "--criterion", "moments"]
 
 
 @pytest.mark.parametrize("where, env", [("cpu", {}), ("auto", {"CUDA_VISIBLE_DEVICES": ""})])
@@ -157,7 +158,8 @@ def test_select_class_auto_uses_the_torch_path_on_a_leased_device(tmp_path, monk
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(d3hr.device, "pick_device", lambda prefer: leased.append(prefer) or torch.device("cpu"))
     g = _gaussian_file(tmp_path / "g.h5")
-    kw = dict(ipc=2, m=60, timestep=500, seed=0, l_mu=1.0, l_sigma=1.0, l_skew=0.5, skew_mode="paper", chunk_groups=25)
+    kw = dict(ipc=2, m=60, timestep=500, seed=0, l_mu=1.0, l_sigma=1.0, l_skew=0.5, skew_mode="paper", chunk_groups=25,
+              cov_rank=0, rescale="none", criterion="moments")
     sel = select_class(str(g), str(tmp_path / "s.h5"), where="auto", **kw)
     assert leased == ["auto"]
     with open_h5(tmp_path / "s.h5") as f:
@@ -177,7 +179,8 @@ def test_select_class_cuda_without_a_gpu_is_an_error(tmp_path, monkeypatch):
     g = _gaussian_file(tmp_path / "g.h5")
     with pytest.raises(D3HRError, match="cuda"):
         select_class(str(g), str(tmp_path / "s.h5"), ipc=2, m=60, timestep=500, seed=0, l_mu=1.0, l_sigma=1.0,
-                     l_skew=0.5, skew_mode="paper", chunk_groups=25, where="cuda")
+                     l_skew=0.5, skew_mode="paper", chunk_groups=25, where="cuda", cov_rank=0,
+                     rescale="none", criterion="moments")
     assert not (tmp_path / "s.h5").exists()
 
 

@@ -111,7 +111,7 @@ def _blocking_job(env, tmp_path):
             str(tmp_path / "val.h5"), *common, "--teacher", str(teacher), "--student", "convnet_tiny", "--method", "x",
             "--ipc", "4", "--seed", "0", "--epochs", "1", "--steps", "1000000", "--batch-size", "4", "--lr", "0",
             "--weight-decay", "0.01", "--mix", "cutmix", "--temperature", "0", "--schedule", "authors", "--precision",
-            "auto", "--min-steps", "0", "--builder", "timm", "--device", "cpu", "--out",
+            "auto", "--min-steps", "0", "--builder", "timm", "--compile", "never", "--device", "cpu", "--out",
             str(tmp_path / "ev.json")]
 
 
@@ -199,7 +199,7 @@ def test_the_server_imports_leave_cuda_usable_in_its_forks():
 def test_the_server_holds_a_pipelines_models_and_a_job_takes_them_once(tmp_path):
     """cache_models loads a named pipeline's VAE and DiT once, again when their files change, and leaves forks able
     to use CUDA; in a job, from_pretrained hands each held model out once, cast to the asked dtype, equal to a load
-    from disk, and reads the files for any other call."""
+    from disk (parameters and buffers, dtypes included), and reads the files for any other call."""
     import shutil
 
     shutil.copytree(REPO / ".test/inputs/pipeline", tmp_path / "pipe")
@@ -223,7 +223,9 @@ disk = DiTTransformer2DModel.from_pretrained({str(tmp_path / "pipe")!r}, subfold
 patches.serve_pretrained({{k: m for k, (_, m) in jobserver._MODELS.items()}})
 got = DiTTransformer2DModel.from_pretrained({str(tmp_path / "pipe")!r}, subfolder="transformer", local_files_only=True,
                                            torch_dtype=torch.bfloat16)
-equal = got.dtype == torch.bfloat16 and all(torch.equal(a, b) for a, b in zip(got.state_dict().values(), disk.state_dict().values()))
+# every parameter and buffer, the non-persistent ones too (pos_embed: float32 under from_pretrained's torch_dtype)
+pairs = [*zip(got.named_parameters(), disk.named_parameters()), *zip(got.named_buffers(), disk.named_buffers())]
+equal = got.dtype == torch.bfloat16 and all(na == nb and a.dtype == b.dtype and torch.equal(a, b) for (na, a), (nb, b) in pairs)
 again = DiTTransformer2DModel.from_pretrained({str(tmp_path / "pipe")!r}, subfolder="transformer", local_files_only=True,
                                              torch_dtype=torch.float32)
 print(len(held), same, vae_new, dit_same, forks_ok, got is jobserver._MODELS[({str(tmp_path / "pipe")!r}, "transformer")][1],

@@ -1,5 +1,6 @@
 """Representativeness and diversity scores (d3hr.metrics) against brute-force loops, known orderings, and the
-label-robust scores (d3hr.tables.label_robust) against their formulas."""
+label-robust and augmentation-robust scores (d3hr.tables.label_robust, augmentation_robust) against their formulas.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from d3hr.metrics import coverage, diversity, median_bandwidth, mmd, pairwise_distances, set_scores
-from d3hr.tables import label_robust
+from d3hr.tables import augmentation_robust, label_robust, write_aug_robust
 
 
 def _dist(a, b):
@@ -86,3 +87,47 @@ def test_label_robust_scores_follow_their_formulas():
     assert d.lrs == pytest.approx((math.exp(alpha) - math.exp(-1)) / (math.e - math.exp(-1)))
     assert out.loc["random_real"].ior == pytest.approx(0.0) and d.n == 2
     assert "full" not in out.index
+
+
+def _ars_rows():
+    """Soft-label top-1 with augmentation and without (augment False), two seeds, and runs the score must ignore."""
+    acc = {("random_real", "10"): (0.50, 0.40), ("d3hr", "10"): (0.60, 0.30), ("d3hr", "1"): (0.20, 0.10)}
+    rows = []
+    for (m, ipc), (aug, noaug) in acc.items():
+        for seed, jitter in ((0, 0.0), (1, 0.04)):
+            rows.append(dict(method=m, ipc=ipc, student="s", seed=seed, hard_label=False, augment=True,
+                             top1=aug + jitter))
+            rows.append(dict(method=m, ipc=ipc, student="s", seed=seed, hard_label=False, augment=False,
+                             top1=noaug + 2 * jitter))
+            rows.append(dict(method=m, ipc=ipc, student="s", seed=seed, hard_label=True, augment=True, top1=0.99))
+    rows.append(dict(method="full", ipc="all", student="s", seed=0, hard_label=False, augment=True, top1=0.9))
+    return pd.DataFrame(rows)
+
+
+def test_augmentation_robust_score_by_hand():
+    """IOR_aug = 0.60 - 0.50 = 0.10, IOR_noaug = 0.30 - 0.40 = -0.10 at both seeds (the jitter is paired), so
+    beta = 0.5 * 0.10 + 0.5 * -0.10 = 0 and ARS = (1 - e^-1) / (e - e^-1) = 0.268941...; with w = 0.8,
+    beta = 0.08 - 0.02 = 0.06, ARS = (e^0.06 - e^-1) / (e - e^-1) = 0.295250...; random real: beta = 0."""
+    out = augmentation_robust(_ars_rows()).set_index(["method", "ipc"])
+    d = out.loc[("d3hr", "10")]
+    assert d.ior_aug == pytest.approx(0.10) and d.ior_noaug == pytest.approx(-0.10) and d.n == 2
+    assert d["aug"] == pytest.approx(0.62) and d["noaug"] == pytest.approx(0.34)
+    assert d["noaug_std"] == pytest.approx(np.std([0.30, 0.38], ddof=1))
+    assert d.ars == pytest.approx(0.268941, abs=1e-6) and d.ars_std == pytest.approx(0.0, abs=1e-12)
+    assert out.loc[("random_real", "10")].ars == pytest.approx(0.268941, abs=1e-6)
+    assert np.isnan(out.loc[("d3hr", "1")].ars)  # no random real set at IPC 1
+    assert ("full", "all") not in out.index
+    w = augmentation_robust(_ars_rows(), w=0.8).set_index(["method", "ipc"]).loc[("d3hr", "10")]
+    assert w.ars == pytest.approx(0.295250, abs=1e-6)
+    assert w.ars == pytest.approx((math.exp(0.06) - math.exp(-1)) / (math.e - math.exp(-1)))
+
+
+def test_augmentation_robust_table_and_label_robust_ignores_the_no_augmentation_runs(tmp_path):
+    df = _ars_rows()
+    df.to_csv(tmp_path / "ipc.csv", index=False)
+    s = write_aug_robust([str(tmp_path / "ipc.csv")], str(tmp_path / "a.csv"), str(tmp_path / "a.md"), 0.5)
+    md = (tmp_path / "a.md").read_text()
+    assert "| d3hr | 10 | s | 62.0 ± 2.8 | 34.0 ± 5.7 | 10.0 ± 0.0 | -10.0 ± 0.0 | 0.269 ± 0.000 | 2 |" in md
+    assert list(s.method) == ["d3hr", "random_real", "d3hr"]  # IPC 1, then IPC 10 in the methods' order
+    lr = label_robust(df).set_index(["method", "ipc"])
+    assert lr.loc[("d3hr", "10")].soft == pytest.approx(0.62)  # the augmented soft-label runs only

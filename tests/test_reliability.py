@@ -174,7 +174,7 @@ def _eval_flags(**kw):
     """The evaluate flags the workflow always sets, with test values (`batch_size=4` for --batch-size 4)."""
     return _flags(**{"seed": 0, "channels": 3, "epochs": 1, "steps": 2, "batch_size": 0, "lr": 0,
                      "weight_decay": 0.01, "mix": "cutmix", "temperature": 0, "device": "cpu", "schedule": "authors",
-                     "precision": "auto", "min_steps": 0, "builder": "timm", **kw})
+                     "precision": "auto", "min_steps": 0, "builder": "timm", "compile": "never", **kw})
 
 
 def _d3hr(*args):
@@ -228,7 +228,8 @@ def test_cli_errors_name_the_file_and_write_nothing(tmp_path, tiny_pipeline):
         f["latents"][1, 0, 0, 0] = np.nan
     p = _cli("invert", "--pipeline", tiny_pipeline, "--latents", out, "--cls", "cat", "--label", 0, "--timesteps", 600,
              "--out", tmp_path / "inv.h5", "--device", "cpu",
-             *_flags(batch_size=4, num_steps=50, guidance=4.0, model_precision="auto"), "--store")
+             *_flags(batch_size=4, num_steps=50, guidance=4.0, model_precision="auto", compile="never",
+                     structure_timestep=600, cov_rank=4, reference_images=2), "--store")
     assert p.returncode == 2 and "NaN/Inf" in p.stderr and "[1]" in p.stderr and not (tmp_path / "inv.h5").exists()
     # a label the model does not have
     p = _cli("baseline-noise", "--pipeline", tiny_pipeline, "--cls", "cat", "--label", 7, "--ipc", 1,

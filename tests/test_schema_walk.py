@@ -34,44 +34,58 @@ PER_CLASS = {"encode", "invert", "fit_gaussian", "select", "decode", "random_rea
 
 # key: (new value, the rules whose jobs use it: their commands change, or they are new jobs[, rules that lose jobs])
 CASES = {
-    "seed": (1, {"encode", "select", "random_real", "dit_noise", "kmeans", "ablation_timestep", "real_features"}),
+    "seed": (1, {"encode", "select", "random_real", "dit_noise", "kmeans", "ablation_timestep", "real_features",
+                 "select_variant"}),
     "device": ("auto", {"encode", "invert", "select", "decode", "ablation_timestep", "decode_variant", "real_features",
-                        "set_scores"} | EVAL),
+                        "set_scores", "diagnose", "select_variant"} | EVAL),
+    "compile": ("never", {"invert", "decode", "ablation_timestep", "decode_variant"} | EVAL),
     "model_precision": ("fp32", {"encode", "invert", "decode", "ablation_timestep", "decode_variant",
-                                 "real_features", "set_scores"}),
+                                 "real_features", "set_scores", "diagnose"}),
     "job_server": (False, set()),  # how jobs start, not what they compute: no command changes, nothing reruns
     "datasets.<name>.classes": (["cat"], {"fig_normality", "fig_group_sampling", "fig_samples", "fig_storage",
                                          "teacher_table", "prepare_val", "selection_summary", "cost_table",
-                                         "representativeness"} | EVAL,
-                                PER_CLASS - {"ablation_timestep"}),  # dog had none (invert.store_classes: 1)
+                                         "representativeness", "diagnostics_table"} | EVAL,
+                                PER_CLASS - {"ablation_timestep"} | {"diagnose", "select_variant"}),  # dog had none (invert.store_classes: 1)
     "datasets.<name>.resolution": (24, {"encode", "random_real", "prepare_val", "teacher_table", "real_features",
-                                        "set_scores"} | EVAL),
-    "datasets.<name>.decode_resize": (24, {"decode", "decode_variant", "prepare_val", "teacher_table", "real_features", "set_scores"}
-                                      | EVAL),
+                                        "set_scores", "diagnose"} | EVAL),
+    "datasets.<name>.decode_resize": (24, {"decode", "decode_variant", "prepare_val", "teacher_table", "real_features", "set_scores",
+                                                       "diagnose"} | EVAL),
     "encode.batch_size": (5, {"encode"}),
     "encode.sample_posterior": (False, {"encode"}),
     "encode.on_bad_image": ("skip", {"encode"}),
     "invert.num_inference_steps": (20, {"invert", "decode", "decode_variant", "dit_noise", "kmeans",
-                                        "ablation_timestep"}),
+                                        "ablation_timestep", "diagnose"}),
     "invert.guidance_scale": (3.0, {"invert"}),
     "invert.keep_timesteps": ([300, 500, 700], {"invert", "ablation_timestep"}),
     "invert.batch_size": (9, {"invert"}),
-    "select.timestep": (300, {"select", "kmeans", "fig_normality", "fig_timestep"}),
+    # invert: the covariance factor and the reference latents are stored at the selection timestep (the tiny run reads
+    # them: its structured variant and the diagnostics)
+    "select.timestep": (300, {"select", "kmeans", "fig_normality", "fig_timestep", "invert", "select_variant",
+                              "diagnose"}),
     "select.ipc": ([1, 2, 4], {"select", "decode", "random_real", "dit_noise", "kmeans", "selection_summary",
                                "collect_eval", "tables", "label_robust_table", "set_scores", "fig_group_sampling",
                                "fig_storage", "teacher_table", "cost_table"} | EVAL),
-    "select.m": (301, {"select"}),
-    "select.chunk_groups": (150, {"select", "ablation_timestep"}),
-    "select.weights.mu": (0.9, {"select", "ablation_timestep"}),
-    "select.weights.sigma": (0.9, {"select", "ablation_timestep"}),
-    "select.weights.skew": (0.4, {"select", "ablation_timestep"}),
-    "select.skew_mode": ("code", {"select", "ablation_timestep"}),
-    "decode.guidance_scale": (3.0, {"decode", "dit_noise", "kmeans", "ablation_timestep", "decode_variant"}),
+    # select_variant: the structured variant takes the main run's other select keys
+    "select.m": (301, {"select", "select_variant"}),
+    "select.chunk_groups": (150, {"select", "ablation_timestep", "select_variant"}),
+    "select.weights.mu": (0.9, {"select", "ablation_timestep", "select_variant"}),
+    "select.weights.sigma": (0.9, {"select", "ablation_timestep", "select_variant"}),
+    "select.weights.skew": (0.4, {"select", "ablation_timestep", "select_variant"}),
+    "select.skew_mode": ("code", {"select", "ablation_timestep", "select_variant"}),
+    "select.cov_rank": (2, {"select"}),  # the variant sets its own
+    "select.rescale": ("forward", {"select"}),
+    "select.criterion": ("mmd", {"select"}),
+    "invert.cov_rank": (3, {"invert"}),
+    "invert.reference_images": (3, {"invert"}),
+    "diagnostics.enabled": (False, {"cost_table"}, {"diagnose", "diagnostics_table"}),  # the variant still needs the reference
+    "diagnostics.roundtrip_images": (1, {"diagnose"}),
+    "decode.guidance_scale": (3.0, {"decode", "dit_noise", "kmeans", "ablation_timestep", "decode_variant",
+                                    "diagnose"}),
     "decode.batch_size": (9, {"decode", "ablation_timestep", "decode_variant"}),
-    "decode.start": ("above", {"decode"}),
+    "decode.start": ("above", {"decode", "decode_variant"}),  # the structured variant decodes from its own selection
     "evaluate.methods": (["d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full", "kmeans_vae"],
-                         {"kmeans", "decode", "collect_eval", "set_scores", "teacher_table", "fig_samples", "cost_table"}
-                         | EVAL),
+                         {"kmeans", "decode", "collect_eval", "set_scores", "teacher_table", "fig_samples", "cost_table",
+                          "diagnose"} | EVAL),
     "evaluate.students": (["convnet_tiny", "convnet_tiny_in"], {"collect_eval", "ablation_table", "cost_table"} | EVAL),
     "evaluate.seeds": ([0, 1], {"collect_eval", "ablation_table", "cost_table"} | EVAL),
     "evaluate.epochs": (2, EVAL),
@@ -89,6 +103,8 @@ CASES = {
     "evaluate.temperature": (10.0, EVAL),
     "evaluate.labels": (["soft"], {"collect_eval", "cost_table"}, {"evaluate_hard", "label_robust_table"}),
     "evaluate.lrs_weight": (0.4, {"label_robust_table"}),
+    # the tiny run trains no student without augmentation (evaluate.augment: [true]): the new jobs and their table
+    "evaluate.augment": ([True, False], {"evaluate_noaug", "aug_robust_table", "collect_eval", "cost_table"}),
     "evaluate.val_crop": (0.875, {"prepare_val"}),
     "evaluate.builder": ("torchvision", EVAL),
     "invert.store_classes": (None, {"invert", "fig_timestep", "ablation_timestep", "cost_table"}),  # dog's ablation
@@ -113,13 +129,17 @@ CASES = {
                                              "fig_representativeness"}),
     "metrics.k": (1, {"set_scores"}),
     "metrics.max_real": (4, {"real_features"}),
-    "ablation.enabled": (False, {"set_scores", "cost_table"}, {"decode_variant", "ablation_table", "evaluate"}),
-    "ablation.ipc": (1, {"decode_variant", "ablation_table", "evaluate", "set_scores", "cost_table"},
-                     {"decode_variant", "evaluate"}),
+    "ablation.enabled": (False, {"set_scores", "cost_table", "diagnose"},
+                         {"decode_variant", "ablation_table", "evaluate", "select_variant"}),
+    "ablation.ipc": (1, {"decode_variant", "ablation_table", "evaluate", "set_scores", "cost_table", "diagnose",
+                         "select_variant"}, {"decode_variant", "evaluate", "select_variant"}),
     # a variant runs the main rules from the first stage whose keys it changes (rules/variants.smk)
     "ablation.variants.<name>.decode_start": ("inverted", {"decode_variant", "ablation_table"}),
     **{f"ablation.variants.<name>.{k}": (v, {"select_variant", "decode_variant", "ablation_table", "cost_table"})
        for k, v in {"skew_mode": "code", "skew": 0.1, "m": 100}.items()},
+    **{f"ablation.variants.<name>.{k}": (v, {"select_variant", "decode_variant", "ablation_table", "cost_table"})
+       for k, v in {"cov_rank": 2, "rescale": "forward", "criterion": "mmd"}.items()},
+    "ablation.variants.<name>.decode_guidance": (3.0, {"decode_variant", "ablation_table"}),
     "ablation.variants.<name>.invert_guidance": (1.0, {"invert_variant", "fit_gaussian_variant", "select_variant",
                                                        "decode_variant", "ablation_table", "cost_table"}),
 }
@@ -147,6 +167,9 @@ NOT_WALKED = {
     "datasets.<name>.root": "a path: moving the data is a change of every input, not of a value",
     "datasets.<name>.model": "a path: another pipeline is a change of input",
     "datasets.<name>.teacher": "a path: another teacher is a change of input",
+    "evaluate.ars_weight": "reaches aug_robust_table alone, which the tiny run has no job of (evaluate.augment: "
+                           "[true]): its command in tests/test_workflow.py (the aug_robust overlay), its formula in "
+                           "tests/test_metrics.py",
 }
 
 

@@ -46,6 +46,7 @@ def test_tiny_config_end_to_end_through_sbatch(cluster, tmp_path):
     cfg["evaluate"].update(methods=["d3hr"], labels=["soft"])
     cfg["figures"]["enabled"] = False  # figures are localrules: tests/test_figures.py covers them
     cfg["metrics"]["enabled"] = cfg["ablation"]["enabled"] = False  # more of the same kinds of job: test_workflow.py
+    cfg["diagnostics"]["enabled"] = False
     write_config(wd, cfg)
     shutil.rmtree(wd / "profiles")  # the profile under test is the repository's
     p = snakemake(wd, "--workflow-profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account",

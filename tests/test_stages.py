@@ -38,6 +38,7 @@ WORKFLOW_KEYS = {
     "evaluate.seeds": "one job per seed (the `seed` wildcard)",
     "evaluate.protocol": "a preset of the evaluate keys (d3hr.config.apply_protocol)",
     "evaluate.labels": "hard-label students: the rule evaluate_hard (hard_label=True)",
+    "evaluate.augment": "students without augmentation: the rule evaluate_noaug (augment=False)",
     "figures.enabled": "which figure rules run (rules/figures.smk: figure_targets)",
     "figures.qq_class": "the input files of fig_normality (qq_class)",
     "figures.grid_ipc": "the `ipc` of fig_samples' target (d3hr.config.grid_ipc)",
@@ -45,6 +46,10 @@ WORKFLOW_KEYS = {
     "figures.timestep_ablation.enabled": "whether ablation_timestep runs",
     "figures.timestep_ablation.timesteps": "fn:ablation_timesteps",
     "metrics.enabled": "whether the metric rules run",
+    "diagnostics.enabled": "whether diagnose and diagnostics_table run (rules/diagnostics.smk)",
+    "invert.cov_rank": "the inversion's cov_rank where a job reads the factor (fn:structure_cov_rank), else 0",
+    "invert.reference_images": "the inversion's reference_images where a job reads them "
+                               "(fn:structure_reference_images), else 0",
     "ablation.enabled": "whether the variants run",
     "ablation.ipc": "the `ipc` of the variants' jobs",
     "train.dit": "fn:dit_settings (the training loop's keys and the DiT's)",

@@ -73,6 +73,47 @@ def test_every_command_of_the_embedded_default_is_accepted_by_the_cli(tmp_path):
     assert len(cmds) > 400
 
 
+def test_the_aug_robust_overlay_adds_the_students_without_augmentation_and_their_table(tmp_path):
+    """config/aug_robust.yaml on the embedded default: one `--no-augment` student per distilled set, IPC, student and
+    seed (none for `full`), their table with evaluate.ars_weight on its command line, and no other job changes; the
+    default alone trains none of them."""
+    import re
+    import shlex
+
+    from conftest import REPO
+    from d3hr.cli import build_parser
+    from test_schema_walk import parse_dry_run
+
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "w.yaml").write_text("evaluate: {ars_weight: 0.3}\n")
+    runs = {}
+    for name, extra in (("default", []), ("overlay", ["config/aug_robust.yaml", "w.yaml"])):
+        p = snakemake(wd, "-n", "-p", "--forceall", "--configfile", "config/config.yaml", *extra)
+        runs[name] = parse_dry_run(p.stdout + p.stderr)
+    full_cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg, ipcs = full_cfg["evaluate"], full_cfg["select"]["ipc"]
+    default = {(j["rule"], j["wildcards"]): j["cmd"] for j in runs["default"]}
+    overlay = {(j["rule"], j["wildcards"]): j for j in runs["overlay"]}
+    assert not any(r in ("evaluate_noaug", "aug_robust_table") for r, _ in default)
+    noaug = [j for (r, _), j in overlay.items() if r == "evaluate_noaug"]
+    sets = [m for m in cfg["methods"] if m != "full"]
+    assert len(noaug) == len(sets) * len(ipcs) * len(cfg["students"]) * len(cfg["seeds"])
+    assert all("--no-augment" in j["cmd"] and "-noaug-seed" in j["output"][0] for j in noaug)
+    assert not any("method=full" in j["wildcards"] for j in noaug)
+    (table,) = [j for (r, _), j in overlay.items() if r == "aug_robust_table"]
+    assert "--w 0.3" in table["cmd"] and table["output"][0].endswith("tables/aug_robust.csv")
+    changed = {k[0] for k, j in overlay.items() if k in default and j["cmd"] != default[k]}
+    assert changed <= {"collect_eval", "cost_table"}, changed  # their inputs: the new students and benchmarks
+    assert set(default) <= set(overlay)
+    assert {r for r, _ in set(overlay) - set(default)} == {"evaluate_noaug", "aug_robust_table"}
+    collect = [j for (r, _), j in overlay.items() if r == "collect_eval" and "ipc=1" in j["wildcards"].split(", ")]
+    assert collect and any("-noaug-seed" in f for f in collect[0]["input"])
+    parser = build_parser()  # the CLI takes both commands
+    args = [parser.parse_args(shlex.split(re.search(r"python -m d3hr (.*?) > \S+ 2>&1", j["cmd"]).group(1)))
+            for j in (noaug[0], table)]
+    assert args[0].augment is False and args[1].w == 0.3
+
+
 def test_the_two_trainings_take_half_the_cores_each(tmp_path):
     """`train_threads`: on 2 cores `train_ldm` and `train_teacher` get one thread each (so they run side by side),
     on 8 cores four each, and never more than 8."""
@@ -99,8 +140,10 @@ def test_dry_run_has_one_job_per_class(tiny_workflow):
     assert count("decode") == sorted(4 * ["cat1", "cat2", "dog1", "dog2"])  # d3hr, d3hr_nogroup, dit_noise, kmeans
     assert sorted(w["method"] + w["ipc"] for r, w in jobs if r == "evaluate") == sorted(
         [m + i for m in ("d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans") for i in "12"] + ["fullall"]
-        + ["variant_decode_above2"])
-    assert count("decode_variant") == ["cat2", "dog2"]  # one per class, at the ablation's IPC only
+        + ["variant_decode_above2", "variant_structured2"])
+    assert count("decode_variant") == ["cat2", "cat2", "dog2", "dog2"]  # per class and variant, at the ablation's IPC
+    assert count("select_variant") == ["cat2", "dog2"]  # the structured variant selects again; decode_above does not
+    assert count("diagnose") == ["cat", "dog"]
     assert count("kmeans") == ["cat1", "cat2", "dog1", "dog2"]
 
 
@@ -131,6 +174,8 @@ FIGURE_RULES = ["cost_table", "fig_accuracy", "fig_group_sampling", "fig_normali
                 "fig_timestep", "teacher_table", "sanity_table"]
 # per-class set scores and their tables; hard-label students and the label-robust table
 SCORE_RULES = ["set_scores", "representativeness", "fig_representativeness", "evaluate_hard", "label_robust_table"]
+# the off-class diagnostics (of the sets at the ablation's IPC) and the structured variant's own selection
+DIAG_RULES = ["diagnose", "diagnostics_table", "select_variant"]
 
 
 @pytest.mark.slow
@@ -146,10 +191,20 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
                 assert f["latents"].shape == (ipc, 4, 8, 8) and f.attrs["timestep"] == 500 and f.attrs["ipc"] == ipc
         assert (wd / f"results/tiny/selected/ipc{ipc}/summary.csv").read_text().count("\n") == 3
     with h5py.File(wd / "results/tiny/inverted/cat.h5") as f:  # invert.store_classes: 1, the first class stored
-        assert sorted(f) == ["ids", "stats", "t300", "t500", "timesteps"] and f.attrs["guidance"] == 2.0
-        assert f["t500"].dtype == np.float16 and sorted(f["stats/t500"]) == ["kurtosis", "mean", "normal_p", "skew", "var"]
+        assert sorted(f) == ["alpha_bar", "ids", "stats", "t300", "t500", "timesteps"] and f.attrs["guidance"] == 2.0
+        assert f["t500"].dtype == np.float16 and sorted(f["stats/t300"]) == ["kurtosis", "mean", "normal_p", "skew", "var"]
+        # at the selection timestep: the covariance factor (invert.cov_rank 4) and 4 reference latents
+        assert sorted(f["stats/t500"]) == ["cov_factor", "kurtosis", "mean", "normal_p", "reference", "skew", "var"]
+        assert f["stats/t500/cov_factor"].shape == (256, 4) and f["stats/t500/reference"].shape == (4, 256)
     with h5py.File(wd / "results/tiny/inverted/dog.h5") as f:  # the statistics alone
-        assert sorted(f) == ["ids", "stats", "timesteps"] and read_attrs(f)["stored_timesteps"] == []
+        assert sorted(f) == ["alpha_bar", "ids", "stats", "timesteps"] and read_attrs(f)["stored_timesteps"] == []
+    with h5py.File(wd / "results/tiny/variants/structured/selected/ipc2/cat.h5") as f:  # the off-class variant
+        a = read_attrs(f)
+        assert (a["cov_rank"], a["rescale"], a["criterion"], a["n_reference"]) == (3, "second_moment", "mmd", 4)
+    diag = pd.read_csv(wd / "results/tiny/tables/diagnostics.csv")
+    assert list(diag.cls) == ["cat", "dog", "all classes"] and (diag.roundtrip_images[:2] == 2).all()
+    assert {"top1:d3hr@ipc2", "top1:variant_structured@ipc2", "top1:dit_noise@ipc2"} <= set(diag.columns)
+    assert diag.fwd_var_mean.between(0, 2).all() and (diag.inv_var_mean > 0).all()
     assert sorted(p.name for p in (wd / "results/tiny/ablation/timestep").glob("*.h5")) == ["cat.h5"]
     acc = pd.read_csv(wd / "results/tiny/tables/accuracy.csv", dtype={"ipc": str})
     assert len(acc) == 11 and set(acc.method) == {"d3hr", "random_real", "dit_noise", "d3hr_nogroup", "kmeans", "full"}
@@ -162,7 +217,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     with h5py.File(wd / "results/tiny/features/cat.h5") as f:
         assert f["teacher"].shape[0] == f["vae"].shape[0] == 6 and f["vae"].shape[1] == 4 * 8 * 8
     scores = pd.read_csv(wd / "results/tiny/metrics/cat.csv", dtype={"ipc": str})
-    assert len(scores) == 2 * (5 * 2 + 1) and set(scores.space) == {"teacher", "vae"}  # 5 methods x 2 IPCs + variant
+    assert len(scores) == 2 * (5 * 2 + 2) and set(scores.space) == {"teacher", "vae"}  # 5 methods x 2 IPCs + variants
     assert scores.coverage.between(0, 1).all() and (scores.mmd >= 0).all()
     assert scores[scores.ipc == "1"].diversity.isna().all() and scores[scores.ipc == "2"].diversity.notna().all()
     rep = pd.read_csv(wd / "results/tiny/tables/representativeness.csv", dtype={"ipc": str})
@@ -179,7 +234,8 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     assert _other(jobs, "cat") == []
     assert _rules(jobs) == sorted(["ablation_timestep", "decode_variant", "ablation_table", "all", "collect_eval",
                                    "decode", "encode", "evaluate", "fit_gaussian", "invert", "kmeans", "random_real",
-                                   "select", "selection_summary", "tables", "real_features"] + FIGURE_RULES + SCORE_RULES)
+                                   "select", "selection_summary", "tables", "real_features"] + FIGURE_RULES + SCORE_RULES
+                                  + DIAG_RULES)
     assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
     assert [w for r, w in jobs if r == "evaluate" and w["method"] == "full"]  # `full` trains on the changed split
 
@@ -201,9 +257,10 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
     assert _rules(jobs) == sorted(["all", "collect_eval", "decode", "evaluate", "select", "selection_summary", "tables",
                                    "cost_table", "fig_accuracy", "fig_group_sampling", "fig_samples", "fig_storage",
                                    "teacher_table", "sanity_table", "decode_variant", "ablation_table"]
-                                  + SCORE_RULES)  # the variant decodes D3HR's selection
+                                  + SCORE_RULES + DIAG_RULES)  # a variant decodes D3HR's selection, one selects with m
     assert {w["method"] for r, w in jobs if r == "decode"} == {"d3hr", "d3hr_nogroup"}
-    assert {w["method"] for r, w in jobs if r == "evaluate"} == {"d3hr", "d3hr_nogroup", "variant_decode_above"}
+    assert {w["method"] for r, w in jobs if r == "evaluate"} == {"d3hr", "d3hr_nogroup", "variant_decode_above",
+                                                                 "variant_structured"}
     assert {w["method"] for r, w in jobs if r == "evaluate_hard"} == {"d3hr", "d3hr_nogroup"}
 
     # 5. adding a class schedules only that class's chain and the aggregates
@@ -219,7 +276,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
                                    "decode", "dit_noise", "encode", "evaluate", "fit_gaussian", "invert", "kmeans",
                                    "random_real", "select", "selection_summary", "tables", "real_features",
                                    "prepare_val"]  # the validation split gains the class's images
-                                  + [r for r in FIGURE_RULES if r != "fig_timestep"] + SCORE_RULES)
+                                  + [r for r in FIGURE_RULES if r != "fig_timestep"] + SCORE_RULES + DIAG_RULES)
 
 
 def test_bad_config_is_rejected_with_the_value(tiny_workflow):
