@@ -76,16 +76,21 @@ def rows_for(name: str, ds: dict, config: dict, a) -> tuple[list[dict], dict]:
     px = res_out * res_out * ds.get("channels", 3)
     methods = ev.get("methods", [])
     image_methods = [m for m in methods if m not in ("full",)] + (["d3hr"] if "d3hr" not in methods else [])
-    # at the selection timestep: the covariance factor (d x rank, float32) and the reference latents (float16)
+    # at the selection timestep, where a job reads them: the covariance factor (d x rank, float32) and the reference
+    # latents (float16)
+    from d3hr.config import ablation_ipcs, structure_stored
+
     rank = min(inv["cov_rank"], d)
-    structure = sum(min(rank, max(k - 1, 0)) * d * 4 + min(inv["reference_images"], k) * d * 2 for k in n)
+    on = structure_stored(config)
+    structure = on * sum(min(rank, max(k - 1, 0)) * d * 4 + min(inv["reference_images"], k) * d * 2 for k in n)
     rows = [
         {"stage": "encode", "files": C, "bytes": sum(n) * d * 4, "note": "latents, float32"},
         {"stage": "invert", "files": C, "bytes": C * K * 5 * d * 4 + sum(n[k] for k in stored) * d * K * 2 + structure,
          "note": f"statistics of {K} timesteps (float32); latents of {len(stored)} classes at every timestep (float16); "
-                 f"at t = {sel['timestep']} a rank-{rank} covariance factor and {inv['reference_images']} latents"},
+                 + (f"at t = {sel['timestep']} a rank-{rank} covariance factor and {inv['reference_images']} latents"
+                    if on else "no covariance factor or reference latents (no job reads them)")},
         {"stage": "fit_gaussian", "files": C, "bytes": C * (K + 1) * 5 * d * 4 + structure,
-         "note": "mean, var, normality (float32); the covariance factor and reference latents, copied"},
+         "note": "mean, var, normality (float32)" + ("; the covariance factor and reference latents, copied" if on else "")},
         {"stage": "select", "files": C * len(ipcs),
          "bytes": sum(C * (2 * i * d * 4 + min(sel["m"], HEAD) * 4 + math.ceil(sel["m"] / sel["chunk_groups"]) * 4)
                       for i in ipcs), "note": "winner + one random group (float32), scores"},
@@ -104,8 +109,9 @@ def rows_for(name: str, ds: dict, config: dict, a) -> tuple[list[dict], dict]:
                      "note": f"{kt} timesteps x IPC {abl.get('ipc', 10)} images of {len(stored)} classes (uint8)"})
     variants = (config.get("ablation") or {}).get("variants") or {}
     if (config.get("ablation") or {}).get("enabled", True) and variants:
-        i = config["ablation"]["ipc"]
-        per = C * (K * 5 * d * 4 + (K + 1) * 5 * d * 4 + 2 * i * d * 4 + min(sel["m"], HEAD) * 4 + i * px)
+        i = sum(ablation_ipcs(config))  # per class: the selections and images of every ablation IPC
+        per = C * (K * 5 * d * 4 + (K + 1) * 5 * d * 4 + 2 * i * d * 4 + min(sel["m"], HEAD) * 4 * len(ablation_ipcs(config))
+                   + i * px)
         rows.append({"stage": "ablation variants", "files": 4 * C * len(variants), "bytes": per * len(variants),
                      "note": f"{len(variants)} variants (at most: each with its own inversion)"})
     total = sum(r["bytes"] for r in rows)

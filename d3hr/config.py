@@ -123,6 +123,20 @@ def ablation_ipcs(config: dict) -> list[int]:
     return list(ipc) if isinstance(ipc, (list, tuple)) else [ipc]
 
 
+def structure_stored(config: dict) -> bool:
+    """Whether the inversion stores the covariance factor and the reference latents at the selection timestep: when
+    a job of the run reads them (a structured or MMD selection, in select or in an ablation variant that runs, or the
+    diagnostics' round trip), so that a run without them does not re-invert when select.timestep changes."""
+    sel, abl = config["select"], config.get("ablation") or {}
+    runs = abl.get("enabled") and (config.get("evaluate") or {}).get("methods")  # variants need students
+    variants = list((abl.get("variants") or {}).values()) if runs else []
+    diag = config.get("diagnostics") or {}
+    uses = [sel.get("cov_rank", 0) > 0, sel.get("criterion") == "mmd",
+            bool(diag.get("enabled")) and diag.get("roundtrip_images", 0) > 0]
+    uses += [v.get("cov_rank", 0) > 0 or v.get("criterion") == "mmd" for v in variants]
+    return any(uses)
+
+
 def _check_ablation(config: dict):
     abl = config.get("ablation") or {}
     if abl.get("enabled") and abl.get("variants"):

@@ -18,6 +18,7 @@ from d3hr.config import (
     dataset_root,
     grid_ipc,
     model_labels,
+    structure_stored,
     variant_overrides,
 )
 from d3hr.data import EMBEDDED_IMAGES_PER_CLASS, IMAGE_EXTENSIONS, image_subset

@@ -426,32 +426,18 @@ def figure_targets(name):
 # ---------------------------------------------------------------- off-class diagnostics (rules/diagnostics.smk)
 
 
-def structure_stored():
-    """Whether a job of the run reads the covariance factor or the reference latents at the selection timestep: a
-    structured or MMD selection (select, or an ablation variant), or the diagnostics' round trip. Only then does the
-    inversion store both (and take the selection timestep as a parameter), so that a run without them does not
-    re-invert when select.timestep changes."""
-    sel = config["select"]
-    variants = list(ablation_variants().values())
-    uses = [
-        sel["cov_rank"] > 0,
-        sel["criterion"] == "mmd",
-        diagnostics_on() and config["diagnostics"]["roundtrip_images"] > 0,
-    ]
-    uses += [v.get("cov_rank", 0) > 0 or v.get("criterion") == "mmd" for v in variants]
-    return any(uses)
-
-
 def structure_timestep(wc):
-    return config["select"]["timestep"] if structure_stored() else -1
+    """The selection timestep, where the inversion stores the covariance factor and reference latents, when a job
+    reads them (d3hr.config.structure_stored), else -1; the two below likewise."""
+    return config["select"]["timestep"] if structure_stored(config) else -1
 
 
 def structure_cov_rank(wc):
-    return config["invert"]["cov_rank"] if structure_stored() else 0
+    return config["invert"]["cov_rank"] if structure_stored(config) else 0
 
 
 def structure_reference_images(wc):
-    return config["invert"]["reference_images"] if structure_stored() else 0
+    return config["invert"]["reference_images"] if structure_stored(config) else 0
 
 
 def diagnostics_on():
