@@ -90,7 +90,30 @@ def blocks() -> dict[str, str]:
             f"| {m} | " + " | ".join(f"{100 * v:.1f}%" for v in piv.loc[m]) + " |" for m in piv.index)
     if (R / "tables" / "ablation.md").exists():
         out["ablation"] = (R / "tables" / "ablation.md").read_text().strip()
+    if (R / "tables" / "ablation.csv").exists():
+        out["findings"] = findings(piv, pd.read_csv(R / "tables" / "ablation.csv"))
     return out
+
+
+def findings(recognised: pd.DataFrame, ablation: pd.DataFrame) -> str:
+    """The README's sentences on the teacher's recognition of the generative sets (tables/teacher_check.csv) and on
+    the ablation variants against D3HR (tables/ablation.csv), with their numbers read from those files."""
+    pct = lambda m: ", ".join(f"{100 * recognised.loc[m, i]:.0f}% at IPC {i}" for i in recognised.columns if i != "1")
+    gen = [m for m in ("dit_noise", "kmeans", "d3hr_nogroup") if m in recognised.index]
+    text = (f"The teacher recognises D3HR's images as their class ({pct('d3hr')}) against "
+            + "; ".join(f"{m} {pct(m)}" for m in gen) + " (`tables/teacher_check.csv`).")
+    d = ablation[ablation.method == "d3hr"]
+    parts = []
+    for r in ablation[ablation.method.astype(str).str.startswith("variant_")].itertuples():
+        base = d[(d.ipc == r.ipc) & (d.student == r.student)]
+        if len(base):
+            b = base.iloc[0]
+            sd = max(b["std"], r.std)
+            parts.append(f"{r.method.removeprefix('variant_')} at IPC {r.ipc}: {r.mean - b['mean']:+.1f} "
+                         f"({'beyond' if abs(r.mean - b['mean']) > sd else 'within'} the larger seed std, {sd:.1f})")
+    if parts:
+        text += " The ablation variants against D3HR's students (`tables/ablation.csv`): " + "; ".join(parts) + "."
+    return text
 
 
 OFFCLASS = ROOT / "docs" / "offclass"  # the tables of the off-class run (config/offclass.yaml), copied by --offclass
