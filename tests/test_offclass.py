@@ -193,3 +193,30 @@ def test_moment_stats_and_the_table(tmp_path):
     assert "| all classes |" in md and "d3hr@ipc10" in md and "85%" in md
     with pytest.raises(D3HRError):
         diagnostics_frame([])
+
+
+def test_the_structure_is_stored_only_where_a_job_reads_it():
+    """d3hr.config.structure_stored: the paper's setting stores no covariance factor or reference latents (so a change
+    of select.timestep does not re-invert); a structured or MMD selection, a variant that runs with one, or the
+    diagnostics' round trip does."""
+    import copy
+
+    from d3hr.config import structure_stored
+
+    base = {"select": {"cov_rank": 0, "criterion": "moments"}, "diagnostics": {"enabled": False, "roundtrip_images": 20},
+            "ablation": {"enabled": True, "variants": {"a": {"m": 10}}}, "evaluate": {"methods": ["d3hr"]}}
+    assert not structure_stored(base)
+    for path, value in ((("select", "cov_rank"), 4), (("select", "criterion"), "mmd"),
+                        (("diagnostics", "enabled"), True)):
+        cfg = copy.deepcopy(base)
+        cfg[path[0]][path[1]] = value
+        assert structure_stored(cfg), path
+    cfg = copy.deepcopy(base) | {"diagnostics": {"enabled": True, "roundtrip_images": 0}}
+    assert not structure_stored(cfg)
+    cfg = copy.deepcopy(base)
+    cfg["ablation"]["variants"]["b"] = {"criterion": "mmd"}
+    assert structure_stored(cfg)
+    cfg["ablation"]["enabled"] = False  # variants that do not run read nothing
+    assert not structure_stored(cfg)
+    cfg["ablation"]["enabled"], cfg["evaluate"]["methods"] = True, []  # nor without students
+    assert not structure_stored(cfg)
