@@ -25,7 +25,17 @@ sys.path.insert(0, str(REPO / "bench"))
 from rates import RATES, load_rates  # noqa: E402
 from stage_bytes import IMAGENET, gb, rows_for  # noqa: E402
 
+from d3hr.compiling import compile_mode, dit_work  # noqa: E402
+
+
+def torch_device(kind: str):
+    """A stand-in for torch.device (the cost model imports no torch): compile_mode reads only `.type`."""
+    return type("Device", (), {"type": kind})()
+
 R101_OVER_R50 = 1.9  # ResNet-101 / ResNet-50 FLOP per image: the estimate for an unmeasured ResNet-101
+# A compiled DiT job's compilation (Dynamo's tracing and a warm inductor cache, one batch shape), ESTIMATED until
+# bench/gpu_stages.py --rates-out measures it on a GPU (a `compile_dit` row); on the CPU here a DiT-S/2 took 21 s
+COMPILE_DIT_S = 10.0
 
 
 def newest(rates, **match):
@@ -76,12 +86,22 @@ def model(config: dict, counts: dict, rates: list[dict], gpu: str, profile: dict
 
     enc = newest(rates, stage="encode", device=gpu)
     gpu_row("encode", f"{n:,} images", n / enc["rate"], f"{enc['rate']:,.0f} img/s", "measured", C)
-    inv_r = newest(rates, stage="invert", device=gpu)
+    inv_r = newest(rates, stage="invert", device=gpu, compile=None)
     s_inv = n_steps(inv["num_inference_steps"], max(inv["keep_timesteps"]))
+    # `compile: auto` weighs a job's work (d3hr.compiling): an ImageNet invert job compiles, a decode job does not
+    mode = compile_mode(torch_device("cuda"), config.get("compile", "auto"),
+                        dit_work(n / C, s_inv, inv["guidance_scale"]))
+    fast = newest(rates, stage="invert", device=gpu, compile=mode) if mode else None
+    inv_r = fast or inv_r
     r = inv_r["rate"] * inv_r["steps"] / s_inv
     basis = "measured" if s_inv == inv_r["steps"] else f"scaled from {inv_r['rate']} img/s at {inv_r['steps']} steps"
-    gpu_row(f"invert to t = {max(inv['keep_timesteps'])} ({s_inv} steps, CFG)", f"{n:,} images", n / r,
-            f"{r:,.1f} img/s", basis, C)
+    if mode:
+        comp = newest(rates, stage="compile_dit", device=gpu, compile=mode)
+        c_s = comp["rate"] if comp else COMPILE_DIT_S
+        basis += (f"; compiled ({mode}){'' if fast else ': at the eager rate, the compiled one not measured'}, "
+                  f"{c_s:.0f} s of compilation a job ({'measured' if comp else 'estimated'})")
+    gpu_row(f"invert to t = {max(inv['keep_timesteps'])} ({s_inv} steps, CFG)", f"{n:,} images",
+            n / r + (C * c_s if mode else 0), f"{r:,.1f} img/s", basis, C)
     sel_gpu = [newest(rates, stage="select", ipc=i, d=4096, device=gpu) for i in sel["ipc"]]
     if all(s and s["device"] == gpu for s in sel_gpu):
         secs = sum(C * sel["m"] / s["rate"] for s in sel_gpu)
@@ -94,7 +114,7 @@ def model(config: dict, counts: dict, rates: list[dict], gpu: str, profile: dict
                      "rate": "not measured on a GPU", "gpu_h": None, "cpu_h": 0.0, "jobs": C * len(sel["ipc"]),
                      "basis": "not measured (on a GPU since session 15; the numpy path on 2 CPU cores: "
                               + (f"{cpu_h:,.0f} CPU-h)" if cpu_h else "no rate)")})
-    dec_r = newest(rates, stage="decode", device=gpu)
+    dec_r = newest(rates, stage="decode", device=gpu, compile=None)  # eager: a decode job is below auto's break-even
     s_dec = n_steps(inv["num_inference_steps"], sel["timestep"])
     r = dec_r["rate"] * dec_r["steps"] / s_dec
     imgs = C * sum(sel["ipc"])

@@ -12,7 +12,6 @@ thread counts run one after another in this process; the batches are checked equ
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -70,10 +69,16 @@ def main(argv=None):
         print("| threads | s | img/s | x 1 thread |\n|---:|---:|---:|---:|")
         for r in rows:
             print(f"| {r['threads']} | {r['seconds']:.2f} | {r['img_per_s']:,.0f} | {r['img_per_s'] / base:.2f} |")
-    if a.rates_out:
-        with open(a.rates_out, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+    if a.rates_out:  # the same fields as every other rate (bench/rates.py): stage, rate, unit, device, date, source
+        import platform
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from rates import append_rate
+
+        for r in rows:
+            append_rate(a.rates_out, "jpeg_decode", r["img_per_s"], "img/s", f"CPU {platform.processor() or ''}".strip(),
+                        "python bench/encode_decode.py " + " ".join(sys.argv[1:]), threads=r["threads"],
+                        cores=r["cores"], images=r["images"], resolution=a.resolution)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from d3hr.ddim import invert, sample, timestep_grid  # noqa: E402
 from d3hr.device import model_dtype  # noqa: E402
 from d3hr.models import build_scheduler  # noqa: E402
+from d3hr.compiling import AUTO_MIN_WORK  # noqa: E402
 
 # dense bf16 tensor-core peaks (TFLOP/s), vendor data sheets
 PEAK_BF16 = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
@@ -194,6 +195,12 @@ def compiled_rows(modes, dit, vae, z0, labels, acp_t, grid, t_end, dtype, device
             per_img = t_e / n - t / n
             print(f"|   break-even of {mode}: {t_compile / per_img:,.0f} images ({t_compile:.0f} s compile / "
                   f"{per_img * 1e3:.2f} ms saved per image) | | | | | | | |")
+        if mode != "eager" and name.startswith("DiT"):  # in `compile: auto`'s unit: images through the DiT
+            saved = (t_e - t) / n
+            even = t_compile / saved if saved > 0 else float("inf")
+            out["compile_dit", mode] = {"compile_s": t_compile, "break_even": even}
+            print(f"|   break-even of {mode} in images through the DiT: {even:,.0f} (`compile: auto` assumes "
+                  f"{AUTO_MIN_WORK['dit']:,}) | | | | | | | |")
     return out
 
 
@@ -302,6 +309,12 @@ def main():
                         batch=batch, steps=None if key == "encode" else n_steps, model=f"DiT {size} + SD VAE, 256 px",
                         dtype=str(ours_dtype).replace("torch.", ""))
         for (key, mode), r in comp.items():  # the compiled stages, when faster than eager
+            if key == "compile_dit":  # a job's compilation (one batch shape), and where it pays
+                append_rate(a.rates_out, key, r["compile_s"], "s/shape", dev_name,
+                            "python bench/gpu_stages.py " + " ".join(sys.argv[1:]), batch=2 * batch, compile=mode,
+                            break_even=round(r["break_even"]) if r["break_even"] != float("inf") else None,
+                            model=f"DiT {size}")
+                continue
             append_rate(a.rates_out, key, r, "img/s", dev_name, "python bench/gpu_stages.py " + " ".join(sys.argv[1:]),
                         batch=batch, steps=n_steps, model=f"DiT {size} + SD VAE, 256 px",
                         dtype=str(ours_dtype).replace("torch.", ""), compile=mode)

@@ -72,6 +72,7 @@ def prepare(a, cfg):
     from d3hr.data import image_subset, iter_image_batches, list_images
     from d3hr.gaussian import fit
     from d3hr.group_sampling import Weights, select_group
+    from d3hr.h5io import read_attrs
 
     sel_cfg, t = cfg["select"], cfg["select"]["timestep"]
     weights = Weights(**sel_cfg["weights"])
@@ -86,8 +87,12 @@ def prepare(a, cfg):
             if f"t{t}" not in f:
                 raise SystemExit(f"{res}/inverted/{cls}.h5: no stored inverted latents at t = {t}")
             z = f[f"t{t}"][:].astype(np.float32)
-            ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["ids"][:]]
-            label, shape = int(f.attrs["label"]), tuple(int(s) for s in f.attrs["latent_shape"])
+            attrs = read_attrs(f)
+            label, shape = int(attrs["label"]), tuple(int(s) for s in attrs["latent_shape"])
+        with h5py.File(res / "latents" / f"{cls}.h5") as f:  # the inverted rows are encode's, in its order
+            ids = list(f["ids"].asstr()[:])
+        if len(ids) != len(z):
+            raise SystemExit(f"{res}/inverted/{cls}.h5: {len(z)} rows, its latents file {len(ids)} ids")
         row_of = {Path(i).name: k for k, i in enumerate(ids)}
         files = [Path(p).name for p in list_images(REPO / "data" / a.dataset / "train" / cls)]
         pool, held = pool_and_held(files, a.holdout)
@@ -206,6 +211,19 @@ def report(path: Path):
             diff = 100 * (r["mean"] - base["mean"])
             print(f"| {r['ipc']} | {r['n']} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {int(r['count'])} | "
                   f"{'' if r['n'] == 'all' else f'{diff:+.1f}'} |")
+        print("\nVerdict (computed from the rows above): for each n, the largest |difference to all| over the IPCs "
+              "against twice the larger seed std of the two rows compared:\n")
+        for n in sorted(set(g["n"]) - {"all"}, key=lambda v: order.get(v, 9)):
+            worst = []
+            for ipc in sorted(set(g["ipc"])):
+                r = g[(g["ipc"] == ipc) & (g["n"] == n)].iloc[0]
+                base = g[(g["ipc"] == ipc) & (g["n"] == "all")].iloc[0]
+                worst.append((abs(r["mean"] - base["mean"]), 2 * max(r["std"], base["std"]), ipc))
+            d, spread, ipc = max(worst)
+            within = ("within the seeds' spread at every IPC" if all(x <= y for x, y, _ in worst)
+                      else "beyond the seeds' spread")
+            print(f"- n = {n}: at most {100 * d:.1f} points from all (IPC {ipc}; twice the seed std there: "
+                  f"{100 * spread:.1f}): {within}")
 
 
 def main(argv=None):

@@ -11,6 +11,11 @@ random-weight models of the real shapes (nothing downloaded). Not a test: it nee
 
     python bench/imagenet_e2e.py                         # on a GPU machine: everything
     python bench/imagenet_e2e.py --layers 2 --dry-run     # anywhere: data, models and the DAG only (snakemake -n)
+    python bench/imagenet_e2e.py --smoke                  # on a CPU: every stage at tiny sizes (about 10 min, 2 cores)
+
+`--smoke` runs the same configuration and models (DiT-XL/2's width, 1 block unless --layers) on 2 classes x 12 images,
+IPC 2 and 4, m = 1,000, one epoch, on whatever device there is: it checks that the ImageNet path runs through every
+stage and writes every output, so that a GPU session does not spend its time on a crash. It measures nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +64,13 @@ def prepare(work: Path, a) -> Path:
     cfg["evaluate"].update(students=["resnet18"], seeds=[0], epochs=a.epochs)
     cfg["invert"]["store_classes"] = 2
     cfg["figures"]["timestep_ablation"]["timesteps"] = [480, 600, 760]
+    if a.smoke:  # CPU sizes: the same stages and shapes, less of everything
+        cfg["select"].update(ipc=[2, 4], m=1_000, chunk_groups=500)
+        cfg["figures"].update(grid_ipc=2)
+        cfg["figures"]["timestep_ablation"].update(ipc=2, m=200)
+        cfg["encode"].update(batch_size=8, threads=1)
+        cfg["invert"].update(batch_size=12)
+        cfg["decode"].update(batch_size=8)
     out = work / "imagenet_e2e.yaml"
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     print(f"[e2e] data, models and config in {work} ({time.time() - t0:.0f} s)", flush=True)
@@ -83,7 +95,7 @@ def stage_seconds(work: Path) -> list[tuple[str, int, float]]:
 
     rows = {}
     for f in (work / "benchmarks").rglob("*.tsv"):
-        stage = f.relative_to(work / "benchmarks").parts[1]
+        stage = Path(f.relative_to(work / "benchmarks").parts[1]).stem  # a rule's folder, or a lone job's file
         n, s = rows.get(stage, (0, 0.0))
         rows[stage] = (n + 1, s + float(pd.read_csv(f, sep="\t")["s"].iloc[0]))
     return sorted(((k, n, s) for k, (n, s) in rows.items()), key=lambda r: -r[2])
@@ -100,7 +112,16 @@ def main(argv=None):
     p.add_argument("--cores", type=int, default=16)
     p.add_argument("--dry-run", action="store_true", help="only snakemake -n")
     p.add_argument("--json", help="write the per-stage seconds and the CUDA check here")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes on any device (2 classes x 12 images, IPC 2 and 4, "
+                   "1 block, 1 epoch, 2 cores); no CUDA check")
     a = p.parse_args(argv)
+    if a.smoke:
+        smoke = {"classes": 2, "images": 12, "val": 2, "layers": 1, "epochs": 1, "cores": 2}
+        for k, v in smoke.items():  # the smoke sizes, where the command line did not give others
+            if getattr(a, k) == p.get_default(k):
+                setattr(a, k, v)
+        if a.work == p.get_default("work"):
+            a.work += "-smoke"
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     cfg = prepare(work, a)
@@ -112,11 +133,14 @@ def main(argv=None):
     wall = time.time() - t0
     if a.dry_run or run.returncode:
         return run.returncode
-    bad, secs = on_cuda(work), stage_seconds(work)
+    bad, secs = ({} if a.smoke else on_cuda(work)), stage_seconds(work)
     print(f"\n[e2e] snakemake finished in {wall:.0f} s\n\n| stage | jobs | seconds |\n|---|---:|---:|")
     for stage, n, s in secs:
         print(f"| {stage} | {n} | {s:.1f} |")
-    print("\nevery GPU job on CUDA" if not bad else f"\nGPU jobs that did not run on CUDA: {bad}")
+    if a.smoke:
+        print("\n(smoke run: sizes too small to measure anything; no CUDA check)")
+    else:
+        print("\nevery GPU job on CUDA" if not bad else f"\nGPU jobs that did not run on CUDA: {bad}")
     if a.json:
         Path(a.json).write_text(json.dumps({"wall_s": wall, "stages": secs, "not_on_cuda": bad}, indent=1))
     return 1 if bad else 0

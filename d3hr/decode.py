@@ -14,7 +14,7 @@ from . import D3HRError
 from .ddim import sample, timestep_grid
 from .h5io import check_finite, open_h5, read_attrs
 from .images import save_pngs, to_uint8
-from .compiling import Compile, compiled
+from .compiling import Compile, compiled, dit_work
 from .device import Precision, model_dtype
 from .models import load_ldm
 
@@ -71,8 +71,10 @@ def decode_class(selected: str, pipeline: str, out: str, guidance: float, num_st
     label = attrs.get("label")
     if label is None:
         raise D3HRError(f"{selected_h5}: no class label in its attributes")
-    bar = tqdm(total=int((grid <= t).sum()) * -(-len(z) // batch_size), desc=f"decode {attrs['cls']}", mininterval=10, file=sys.stderr)
-    images = decode_latents(ldm, z, t, int(label), grid, guidance, batch_size, bar, compiled(ldm.transformer, device, compile))
+    n_steps = int((grid <= t).sum())
+    bar = tqdm(total=n_steps * -(-len(z) // batch_size), desc=f"decode {attrs['cls']}", mininterval=10, file=sys.stderr)
+    dit = compiled(ldm.transformer, device, compile, dit_work(len(z), n_steps, guidance))
+    images = decode_latents(ldm, z, t, int(label), grid, guidance, batch_size, bar, dit)
     bar.close()
     save_pngs(images, out_dir, prefix=str(attrs["cls"]).replace(" ", "_"), resize=resize)
     return images

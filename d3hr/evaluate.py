@@ -284,7 +284,8 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
     val = val_on_device(val, device)
     student = student.to(device, memory_format=fmt)
     opt = optimizer(student, lr, weight_decay, fused=cuda)
-    net = compiled(student, device, compile)  # the same parameters: `opt` steps them
+    work = steps * bs  # images through the student (and the teacher): what `auto` weighs compiling against
+    net = compiled(student, device, compile, work, "student")  # the same parameters: `opt` steps them
     if epochs:  # after each epoch of index > epochs - 10: the authors' `epoch > 290` of 300, 9 evaluations
         eval_at = sorted({min(steps, per_epoch * (epochs - j)) - 1 for j in range(min(9, epochs))})
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor((i // per_epoch) / epochs, schedule))
@@ -295,7 +296,7 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
         teacher = None
     elif teacher is not None:
         teacher = compiled(frozen_for_inference(teacher.to(device, memory_format=fmt), batches(torch.arange(bs))),
-                           device, compile)
+                           device, compile, work, "student")
     evals, losses = [], []
     t0 = time.time()
     for step in tqdm(range(steps), desc="train student", mininterval=10, file=sys.stderr):
@@ -319,7 +320,7 @@ def train_student(student, teacher, x_train, y_train, val, steps, batch_size, lr
         "train_seconds": time.time() - t0, "temperature": T, "device": str(device),
         "autocast": "bf16" if dtype == torch.bfloat16 else "none", "precision": precision, "train_set": batches.where,
         "lr_base": lr, "batches_per_epoch": per_epoch, "schedule": schedule,
-        "compile": compile_mode(device, compile) or "eager", "augment": augment,
+        "compile": compile_mode(device, compile, work, "student") or "eager", "augment": augment,
     }
 
 

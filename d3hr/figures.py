@@ -281,9 +281,9 @@ def best_vs_m(selected_files, n_points=40) -> tuple[pd.DataFrame, pd.DataFrame]:
             head = f["scores_head"][:].astype(np.float64)
             chunk_best = f["chunk_best"][:].astype(np.float64)
         m, chunk = int(a["m"]), int(a["chunk_groups"])
-        median = float(np.median(head)) if head.size else np.nan
+        median = float(np.nanmedian(head)) if head.size else np.nan  # a NaN score (a zero std at IPC 2) never wins
         ms = np.unique(np.geomspace(1, max(head.size, 1), n_points).round().astype(int)) if head.size else np.array([], int)
-        cummin = np.minimum.accumulate(head) if head.size else head
+        cummin = np.fmin.accumulate(head) if head.size else head  # fmin: past a NaN score, the best of the others
         pts = [(int(k), float(cummin[k - 1])) for k in ms]
         # beyond the stored head: the best at each chunk boundary
         for c in range(len(chunk_best)):
@@ -329,7 +329,7 @@ def plot_group_sampling(selected_files: list[str], png: str, pdf: str, curve_csv
         with open_h5(path, "selected latents") as f:
             head, ipc = f["scores_head"][:], int(read_attrs(f)["ipc"])
         if head.size:
-            dist.append((ipc, head / np.median(head)))
+            dist.append((ipc, head[np.isfinite(head)] / np.nanmedian(head)))
     if dist:
         d = pd.concat([pd.DataFrame({"ipc": ipc, "relative_score": _subsample(np.concatenate([v for i, v in dist if i == ipc]))})
                        for ipc in sorted({i for i, _ in dist})], ignore_index=True)
@@ -344,7 +344,7 @@ def plot_group_sampling(selected_files: list[str], png: str, pdf: str, curve_csv
             ax.get_legend().set_title("IPC")
     ax = axes[2]
     long = pd.concat([summ.assign(kind="one random draw", rel=summ.random_score / summ.median_score),
-                      summ.assign(kind="group sampling", rel=summ.best_score / summ.median_score)])
+                      summ.assign(kind="group sampling", rel=summ.best_score / summ.median_score)], ignore_index=True)
     state = np.random.get_state()  # seaborn jitters the points with numpy's global generator: seed it, then restore
     np.random.seed(0)
     sns.stripplot(long, x="ipc", y="rel", hue="kind", palette={"one random draw": METHOD_COLORS["d3hr_nogroup"],

@@ -87,20 +87,27 @@ def group_scores(e: np.ndarray, sigma: np.ndarray, w: Weights, skew_mode: str = 
 
 
 def rbf_bandwidth(reference: np.ndarray) -> float:
-    """The RBF kernel's bandwidth h^2: the median squared distance between distinct reference latents (N x d)."""
-    r = np.asarray(reference, dtype=np.float64)
-    sq = (r * r).sum(1)
-    d2 = sq[:, None] + sq[None, :] - 2 * r @ r.T
-    iu = np.triu_indices(len(r), 1)
-    h2 = float(np.median(d2[iu])) if len(r) > 1 else 1.0
-    if not h2 > 0:
-        raise D3HRError("the MMD reference latents are identical: no kernel bandwidth")
-    return h2
+    """The RBF kernel's bandwidth h^2 = s^2, s the median distance between distinct reference latents (N x d): the
+    median heuristic, as d3hr.metrics measures sets."""
+    from .metrics import median_distance
+
+    s = median_distance(np.asarray(reference).reshape(len(reference), -1))
+    if not s > 0:
+        raise D3HRError("the MMD reference latents are identical or fewer than two: no kernel bandwidth")
+    return s * s
 
 
-def mmd_scores(z: np.ndarray, reference: np.ndarray, h2: float) -> np.ndarray:
+def mmd_reference_term(reference: np.ndarray, h2: float) -> float:
+    """mean k(R, R) of the squared MMD: the same for every group, computed once per selection."""
+    r = np.asarray(reference, dtype=np.float32)
+    sq_r = (r * r).sum(1)
+    return float(np.exp(-np.maximum(sq_r[:, None] + sq_r[None, :] - 2 * r @ r.T, 0) / h2).mean())
+
+
+def mmd_scores(z: np.ndarray, reference: np.ndarray, h2: float, k_rr: float | None = None) -> np.ndarray:
     """Squared MMD (biased V-statistic) between each group of z (g x n x d, latent space) and the reference latents
-    (N x d): mean k(G, G) - 2 mean k(G, R) + mean k(R, R), k(a, b) = exp(-||a - b||^2 / h2)."""
+    (N x d): mean k(G, G) - 2 mean k(G, R) + mean k(R, R), k(a, b) = exp(-||a - b||^2 / h2); `k_rr`: the last term,
+    when the caller holds it (mmd_reference_term)."""
     g, n, d = z.shape
     r = np.asarray(reference, dtype=np.float32)
     sq_z = np.einsum("gnd,gnd->gn", z, z)
@@ -109,11 +116,11 @@ def mmd_scores(z: np.ndarray, reference: np.ndarray, h2: float) -> np.ndarray:
     k_gr = np.exp(-np.maximum(sq_z.reshape(-1, 1) + sq_r[None, :] - 2 * k_gr, 0) / h2).reshape(g, n, -1)
     k_gg = np.matmul(z, z.transpose(0, 2, 1))
     k_gg = np.exp(-np.maximum(sq_z[:, :, None] + sq_z[:, None, :] - 2 * k_gg, 0) / h2)
-    k_rr = float(np.exp(-np.maximum(sq_r[:, None] + sq_r[None, :] - 2 * r @ r.T, 0) / h2).mean())
+    k_rr = mmd_reference_term(r, h2) if k_rr is None else k_rr
     return (k_gg.mean((1, 2)) - 2 * k_gr.mean((1, 2)) + k_rr).astype(np.float32)
 
 
-def mmd_scores_torch(z, reference, h2: float):
+def mmd_scores_torch(z, reference, h2: float, k_rr: float | None = None):
     """mmd_scores on torch tensors (z: g x n x d, reference: N x d) on any device."""
     import torch
 
@@ -124,7 +131,8 @@ def mmd_scores_torch(z, reference, h2: float):
     k_gr = (sq_z.reshape(-1, 1) + sq_r[None, :] - 2 * (z.reshape(g * n, d) @ r.T)).clamp_(min=0)
     k_gr = k_gr.div_(-h2).exp_().reshape(g, n, -1)
     k_gg = (sq_z[:, :, None] + sq_z[:, None, :] - 2 * torch.bmm(z, z.transpose(1, 2))).clamp_(min=0).div_(-h2).exp_()
-    k_rr = (sq_r[:, None] + sq_r[None, :] - 2 * r @ r.T).clamp_(min=0).div_(-h2).exp_().mean()
+    if k_rr is None:
+        k_rr = (sq_r[:, None] + sq_r[None, :] - 2 * r @ r.T).clamp_(min=0).div_(-h2).exp_().mean()
     return k_gg.mean((1, 2)) - 2 * k_gr.mean((1, 2)) + k_rr
 
 
@@ -259,15 +267,16 @@ def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights 
     k = structure.rank if structure is not None else 0
     if structure is not None and structure.resid.size != d:
         raise D3HRError(f"the covariance factor has {structure.resid.size} dimensions, the Gaussian {d}")
-    h2 = None
+    h2 = k_rr = None
     if reference is not None:
         reference = np.asarray(reference, dtype=np.float32).reshape(len(reference), -1)
         if reference.shape[1] != d or len(reference) < 2:
             raise D3HRError(f"MMD reference of shape {reference.shape}: needs at least 2 latents of {d} dimensions")
         h2 = rbf_bandwidth(reference)
+        k_rr = mmd_reference_term(reference, h2)
     if device is not None:
         return _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups, max_sub_bytes, head,
-                             progress, device, draw_groups, structure, reference, h2)
+                             progress, device, draw_groups, structure, reference, h2, k_rr)
     group_bytes = ipc * (d + k) * 4 + (ipc * (len(reference) + ipc) * 4 if reference is not None else 0)
     sub = max(1, min(chunk_groups, (max_sub_bytes or SUB_BYTES["cpu"]) // group_bytes))
 
@@ -283,7 +292,7 @@ def select_group(mu, var, ipc: int, m: int, seed: int, key=(), weights: Weights 
             if reference is None:
                 sc = group_scores(e, sigma, weights, skew_mode)
             else:  # (the off-class study) squared MMD to the class's inverted latents, in latent space
-                sc = mmd_scores(mu + sigma * e, reference, h2)
+                sc = mmd_scores(mu + sigma * e, reference, h2, k_rr)
             if c == 0 and s0 == 0:
                 first = (e[0].copy(), float(sc[0]))
             if s0 < keep_head:
@@ -316,7 +325,7 @@ def _selection(mu, sigma, e_best, score, chunk, index, chunk_best, scores_head, 
 
 
 def _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups, max_sub_bytes, head, progress,
-                  device, draw_groups, structure=None, reference=None, h2=None) -> Selection:
+                  device, draw_groups, structure=None, reference=None, h2=None, k_rr=None) -> Selection:
     """select_group's torch path. torch's normals are not one stream: a call's values depend on its size (CPU: blocks
     of 16 values, CUDA: the launch grid), so a chunk is drawn `block` groups per call, always in the same calls, and
     a sub-chunk is a whole number of calls. The best score, its index and its group stay on the device (no host sync
@@ -357,7 +366,7 @@ def _select_torch(mu, sigma, ipc, m, seed, key, weights, skew_mode, chunk_groups
                 if ref_t is None:
                     sc = group_scores_torch(e, sig, weights, skew_mode)
                 else:
-                    sc = mmd_scores_torch(mu_t + sig * e, ref_t, h2)
+                    sc = mmd_scores_torch(mu_t + sig * e, ref_t, h2, k_rr)
                 if c == 0 and s0 == 0:
                     first = (e[0].clone(), sc[:1].clone())
                 if s0 < keep_head:

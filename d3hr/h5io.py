@@ -111,7 +111,8 @@ def create_dataset(f: h5py.File, name: str, data=None, shape=None, dtype=None, m
     if dtype is not None and np.dtype(dtype).kind in "USO":
         dtype = h5py.string_dtype()
         if data is not None:
-            data = np.asarray([str(x) for x in data.ravel()], dtype=object).reshape(data.shape)
+            data = np.asarray([x.decode() if isinstance(x, bytes) else str(x) for x in data.ravel()],
+                              dtype=object).reshape(data.shape)  # h5py reads strings back as bytes: not their repr
     kwargs = {}
     if len(shape) > 0 and (maxshape is not None or int(np.prod(shape)) > 0):
         kwargs = dict(chunks=True, compression="gzip", compression_opts=4, shuffle=True)

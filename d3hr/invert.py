@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import D3HRError
 from .ddim import invert, timestep_grid
 from .h5io import atomic_output, check_finite, create_dataset, open_h5, provenance, read_attrs, set_attrs
-from .compiling import Compile, compile_mode, compiled
+from .compiling import Compile, compile_mode, compiled, dit_work
 from .device import Precision, model_dtype
 from .models import load_ldm
 
@@ -49,30 +49,38 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
     if z0.shape[1:] != (ldm.latent_channels, ldm.latent_size, ldm.latent_size):
         raise D3HRError(f"{latents_h5}: latents of shape {z0.shape[1:]} do not fit the DiT at {pipeline_dir}")
     label = ldm.check_label(cls, int(label))
-    dit = compiled(ldm.transformer, device, compile)
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)
     keep = sorted(int(t) for t in keep_timesteps)
     n_steps = int((grid <= keep[-1]).sum())
+    work = dit_work(len(z0), n_steps, guidance)
+    dit = compiled(ldm.transformer, device, compile, work)
     zt_all = {t: np.empty((len(z0), int(np.prod(z0.shape[1:]))), dtype=np.float32) for t in keep}
     bar = tqdm(total=n_steps * -(-len(z0) // batch_size), desc=f"invert {cls}", mininterval=10, file=sys.stderr)
     for i in range(0, len(z0), batch_size):
         z = torch.from_numpy(z0[i : i + batch_size]).to(device)
         labels = torch.full((len(z),), label, device=device, dtype=torch.long)
-        zs = invert(dit, z, labels, ldm.alphas_cumprod, grid, keep, ldm.null_label, guidance, bar)
+        # a class's partial last batch runs eagerly: its size differs from class to class, so a compiled graph of it
+        # would be a fresh compilation (no cache hit) in nearly every job; the full batches' graph is cached
+        model = dit if len(z) == batch_size or len(z0) < batch_size else ldm.transformer
+        zs = invert(model, z, labels, ldm.alphas_cumprod, grid, keep, ldm.null_label, guidance, bar)
         for t, zt in zs.items():
             zt_all[t][i : i + len(zt)] = zt.reshape(len(zt), -1).cpu().numpy()
     bar.close()
+    n_factor = n_reference = 0  # what is written, for the provenance
     with atomic_output(out) as tmp, h5py.File(tmp, "w") as f:
         for t, x in zt_all.items():
             check_finite(x, out, f"t{t}")
             for k, v in timestep_stats(x).items():  # (3.1): mu_t, sigma_t^2 per dimension, and normality
                 create_dataset(f, f"stats/t{t}/{k}", data=v)
             if t == structure_timestep and cov_rank > 0:  # Cov ~ F F^T (the structured Gaussian)
-                create_dataset(f, f"stats/t{t}/cov_factor", data=cov_factor(x, cov_rank))
+                factor = cov_factor(x, cov_rank)
+                create_dataset(f, f"stats/t{t}/cov_factor", data=factor)
+                n_factor = factor.shape[1]
             if t == structure_timestep and reference_images > 0:  # the MMD selection's reference latents
                 rng = np.random.default_rng(derive_seed(int(src.get("seed") or 0), "reference", cls))
                 pick = np.sort(rng.permutation(len(x))[: min(reference_images, len(x))])
                 create_dataset(f, f"stats/t{t}/reference", data=x[pick].astype(STORED_DTYPE))
+                n_reference = len(pick)
             if store:
                 create_dataset(f, f"t{t}", data=x.reshape(z0.shape).astype(STORED_DTYPE))
         create_dataset(f, "ids", data=ids)
@@ -80,11 +88,10 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
         create_dataset(f, "alpha_bar", data=np.asarray([float(ldm.alphas_cumprod[t]) for t in keep], dtype=np.float64))
         set_attrs(f, provenance(stage="invert", cls=cls, label=label, model=str(pipeline_dir), guidance=guidance,
                                 num_inference_steps=num_steps, timesteps=keep,
-                                model_precision=model_precision, compile=compile_mode(torch.device(device), compile) or "eager",
+                                model_precision=model_precision, compile=compile_mode(torch.device(device), compile, work) or "eager",
                                 model_dtype=str(ldm.transformer.dtype).removeprefix("torch."), null_label=ldm.null_label,
                                 scaling_factor=src.get("scaling_factor"), sample_posterior=src.get("sample_posterior"),
                                 seed=src.get("seed"), n_images=len(z0), latent_shape=list(z0.shape[1:]),
                                 stored_timesteps=keep if store else [], stored_dtype=np.dtype(STORED_DTYPE).name,
                                 structure_timestep=structure_timestep, cov_rank=cov_rank,
-                                n_reference=min(reference_images, len(z0)) if structure_timestep in keep else 0,
-                                n_factor=min(cov_rank, len(z0) - 1, int(np.prod(z0.shape[1:]))) if structure_timestep in keep else 0))
+                                n_reference=n_reference, n_factor=n_factor))

@@ -31,10 +31,15 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d2, 0))
 
 
+def median_distance(x: np.ndarray) -> float:
+    """The median distance between distinct points of x (0 for fewer than two)."""
+    d = pairwise_distances(x, x)[np.triu_indices(len(x), 1)]
+    return float(np.median(d)) if len(d) else 0.0
+
+
 def median_bandwidth(x: np.ndarray) -> float:
     """The median distance between distinct points of x (the median heuristic); 1 if it is 0."""
-    d = pairwise_distances(x, x)[np.triu_indices(len(x), 1)]
-    s = float(np.median(d)) if len(d) else 0.0
+    s = median_distance(x)
     return s if s > 0 else 1.0
 
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import D3HRError
 from .ddim import timestep_grid
 from .decode import decode_latents
-from .compiling import Compile, compiled
+from .compiling import Compile, compiled, dit_work
 from .device import Precision, model_dtype
 from .group_sampling import Weights, sampler_name, select_group
 from .h5io import open_h5, provenance, read_attrs, write_h5
@@ -64,7 +64,7 @@ def timestep_ablation_class(gaussian: str, pipeline: str, teacher: str, out: str
     if int(label) >= ck["num_classes"]:
         raise D3HRError(f"{teacher_path}: the teacher has {ck['num_classes']} classes, but label {label} is used")
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)
-    dit = compiled(ldm.transformer, device, compile)
+    dit = compiled(ldm.transformer, device, compile, sum(dit_work(ipc, (grid <= t).sum(), guidance) for t in gauss))
     sampling_on = device if str(device).startswith("cuda") else None  # the job's GPU, else numpy (as select)
     data, rows = {}, []
     for t in tqdm(sorted(gauss), desc=f"timestep ablation {cls}", file=sys.stderr, mininterval=10):

@@ -50,7 +50,7 @@ use rule evaluate as evaluate_hard with:
         "benchmarks/{dataset}/eval/{method}/ipc{ipc}/{student}-hard-seed{seed}.tsv"
     params:
         args=stage_args("evaluate", hard_label=True),
-        code=code_version("evaluate"),
+        code=code_version("evaluate", images=eval_images_fingerprint),
 
 
 # The same student with the teacher's soft labels but without the evaluation's augmentation (no crop, flip, CutMix or

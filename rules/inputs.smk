@@ -426,18 +426,21 @@ def figure_targets(name):
 # ---------------------------------------------------------------- off-class diagnostics (rules/diagnostics.smk)
 
 
+STRUCTURE_STORED = structure_stored(config)  # the config is validated in common.smk, before this file
+
+
 def structure_timestep(wc):
     """The selection timestep, where the inversion stores the covariance factor and reference latents, when a job
     reads them (d3hr.config.structure_stored), else -1; the two below likewise."""
-    return config["select"]["timestep"] if structure_stored(config) else -1
+    return config["select"]["timestep"] if STRUCTURE_STORED else -1
 
 
 def structure_cov_rank(wc):
-    return config["invert"]["cov_rank"] if structure_stored(config) else 0
+    return config["invert"]["cov_rank"] if STRUCTURE_STORED else 0
 
 
 def structure_reference_images(wc):
-    return config["invert"]["reference_images"] if structure_stored(config) else 0
+    return config["invert"]["reference_images"] if STRUCTURE_STORED else 0
 
 
 def diagnostics_on():

@@ -32,6 +32,61 @@ def test_compile_mode_rules():
     assert compiled(m, "cpu", "default") is not m  # an explicit mode compiles on any device
 
 
+def test_auto_compiles_only_jobs_whose_work_pays_for_it():
+    """`auto` on a GPU weighs a job's images through the model against AUTO_MIN_WORK: an ImageNet class's inversion
+    compiles, a decode job of one class does not; an explicit mode compiles whatever the work."""
+    from d3hr.compiling import AUTO_MIN_WORK, dit_work
+
+    invert_job, decode_job = dit_work(1281, 39, 4.0), dit_work(50, 31, 4.0)
+    assert (invert_job, decode_job, dit_work(10, 31, 1.0)) == (1281 * 39 * 2, 50 * 31 * 2, 310)
+    assert compile_mode(CUDA, "auto", invert_job) == "default" and compile_mode(CUDA, "auto", decode_job) is None
+    assert compile_mode(CUDA, "auto", AUTO_MIN_WORK["dit"]) == "default"
+    assert compile_mode(CUDA, "auto", AUTO_MIN_WORK["dit"] - 1) is None
+    assert compile_mode(CUDA, "auto", 10**6, "student") is None and compile_mode(CUDA, "auto", 10**7, "student")
+    assert compile_mode(CUDA, "default", 1) == "default" and compile_mode(CPU, "auto", 10**9) is None
+
+
+def test_a_partial_last_batch_of_the_inversion_runs_eagerly(tmp_path, tiny_pipeline, monkeypatch):
+    """A class's last batch has a size of its own: compiled, it would be a fresh compilation in nearly every job. The
+    full batches go through the compiled DiT, the partial one through the eager module."""
+    import d3hr.invert as inv
+    from d3hr.h5io import write_h5
+
+    seen = {"compiled": [], "eager": []}
+
+    class Spy(torch.nn.Module):
+        def __init__(self, inner, name):
+            super().__init__()
+            self.inner, self.name = inner, name
+
+        @property
+        def dtype(self):
+            return self.inner.dtype
+
+        def forward(self, z, **kw):
+            seen[self.name].append(len(z))
+            return self.inner(z, **kw)
+
+    real_load = inv.load_ldm
+
+    def load(*a, **kw):
+        ldm = real_load(*a, **kw)
+        ldm.transformer = Spy(ldm.transformer, "eager")
+        return ldm
+
+    monkeypatch.setattr(inv, "load_ldm", load)
+    monkeypatch.setattr(inv, "compiled", lambda model, *a, **kw: Spy(model.inner, "compiled"))
+    lat = tmp_path / "latents.h5"
+    write_h5(lat, {"latents": np.random.default_rng(0).standard_normal((5, 4, 8, 8)).astype(np.float32),
+                   "ids": np.array([f"cat_{i}.png" for i in range(5)], dtype=object)}, {"seed": 0})
+    inv.invert_class(lat, tiny_pipeline, tmp_path / "inv.h5", "cat", 0, [200], num_steps=10, guidance=4.0,
+                     batch_size=2, store=False, structure_timestep=-1, cov_rank=0, reference_images=0, device="cpu",
+                     model_precision="auto", compile="default")
+    steps = 3  # the 10-step grid's 0, 100, 200
+    assert seen["compiled"] == [4] * (2 * steps)  # two full batches of 2, doubled by CFG, one forward a step
+    assert seen["eager"] == [2] * steps  # the last image alone (CFG: 2 rows), eagerly
+
+
 def rel(a, b):
     return float((a - b).norm() / b.norm())
 

@@ -25,6 +25,18 @@ def test_write_and_read_back(tmp_path):
     assert a["ipc"] == 10 and a["timesteps"] == [480, 600] and a["model"] == str(tmp_path)
 
 
+def test_strings_read_back_are_copied_as_themselves(tmp_path):
+    """h5py reads strings back as bytes: a stage that copies them on (invert copies encode's image ids) must store the
+    strings, not the bytes' repr ("b'a.png'")."""
+    write_h5(tmp_path / "a.h5", {"ids": np.array(["a.png", "é.png"], dtype=object)})
+    with open_h5(tmp_path / "a.h5") as f:
+        ids = f["ids"][:]
+    assert isinstance(ids[0], bytes)
+    write_h5(tmp_path / "b.h5", {"ids": ids})
+    with open_h5(tmp_path / "b.h5") as f:
+        assert [s.decode() for s in f["ids"][:]] == ["a.png", "é.png"]
+
+
 def test_exception_leaves_no_file(tmp_path):
     p = tmp_path / "out.h5"
     with pytest.raises(RuntimeError):

@@ -192,6 +192,7 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
         assert (wd / f"results/tiny/selected/ipc{ipc}/summary.csv").read_text().count("\n") == 3
     with h5py.File(wd / "results/tiny/inverted/cat.h5") as f:  # invert.store_classes: 1, the first class stored
         assert sorted(f) == ["alpha_bar", "ids", "stats", "t300", "t500", "timesteps"] and f.attrs["guidance"] == 2.0
+        assert [s.decode() for s in f["ids"][:]] == [f"cat_{i:03d}.png" for i in range(6)]  # encode's, as they were
         assert f["t500"].dtype == np.float16 and sorted(f["stats/t300"]) == ["kurtosis", "mean", "normal_p", "skew", "var"]
         # at the selection timestep: the covariance factor (invert.cov_rank 4) and 4 reference latents
         assert sorted(f["stats/t500"]) == ["cov_factor", "kurtosis", "mean", "normal_p", "reference", "skew", "var"]
@@ -237,7 +238,8 @@ def test_full_run_and_incremental_reruns(tiny_run, tmp_path):
                                    "select", "selection_summary", "tables", "real_features"] + FIGURE_RULES + SCORE_RULES
                                   + DIAG_RULES)
     assert not [w for r, w in jobs if r == "decode" and w["method"] == "dit_noise"]  # noise does not see the images
-    assert [w for r, w in jobs if r == "evaluate" and w["method"] == "full"]  # `full` trains on the changed split
+    for rule in ("evaluate", "evaluate_hard"):  # `full` trains on the changed split, with soft and hard labels
+        assert [w for r, w in jobs if r == rule and w["method"] == "full"], rule
 
     # (the following on a fresh copy of the finished run: running step 2's jobs would only repeat what tiny_run did)
     wd = copy_run(tiny_run[0], tmp_path / "wf2")
