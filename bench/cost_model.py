@@ -96,7 +96,7 @@ def model(config: dict, counts: dict, rates: list[dict], gpu: str, profile: dict
     r = inv_r["rate"] * inv_r["steps"] / s_inv
     basis = "measured" if s_inv == inv_r["steps"] else f"scaled from {inv_r['rate']} img/s at {inv_r['steps']} steps"
     if mode:
-        comp = newest(rates, stage="compile_dit", device=gpu, compile=mode)
+        comp = newest(rates, stage="compile_dit", device=gpu, compile=mode, model="DiT xl")
         c_s = comp["rate"] if comp else COMPILE_DIT_S
         basis += (f"; compiled ({mode}){'' if fast else ': at the eager rate, the compiled one not measured'}, "
                   f"{c_s:.0f} s of compilation a job ({'measured' if comp else 'estimated'})")
@@ -114,12 +114,23 @@ def model(config: dict, counts: dict, rates: list[dict], gpu: str, profile: dict
                      "rate": "not measured on a GPU", "gpu_h": None, "cpu_h": 0.0, "jobs": C * len(sel["ipc"]),
                      "basis": "not measured (on a GPU since session 15; the numpy path on 2 CPU cores: "
                               + (f"{cpu_h:,.0f} CPU-h)" if cpu_h else "no rate)")})
-    dec_r = newest(rates, stage="decode", device=gpu, compile=None)  # eager: a decode job is below auto's break-even
     s_dec = n_steps(inv["num_inference_steps"], sel["timestep"])
+    dec_mode = compile_mode(torch_device("cuda"), config.get("compile", "auto"),
+                            dit_work(min(sel["ipc"]), s_dec, dec["guidance_scale"]))  # under auto: eager
+    dec_r = newest(rates, stage="decode", device=gpu, compile=dec_mode) if dec_mode else None
+    dec_r = dec_r or newest(rates, stage="decode", device=gpu, compile=None)
     r = dec_r["rate"] * dec_r["steps"] / s_dec
     imgs = C * sum(sel["ipc"])
-    gpu_row(f"decode from t = {sel['timestep']} ({s_dec} steps, CFG) + VAE", f"{imgs:,} images", imgs / r,
-            f"{r:,.1f} img/s", "measured" if s_dec == dec_r["steps"] else "scaled", C * len(sel["ipc"]))
+    basis = "measured" if s_dec == dec_r["steps"] else "scaled"
+    dec_compile = 0.0
+    if dec_mode:
+        comp = newest(rates, stage="compile_dit", device=gpu, compile=dec_mode, model="DiT xl")
+        dec_compile = C * len(sel["ipc"]) * (comp["rate"] if comp else COMPILE_DIT_S)
+        basis += f"; compiled ({dec_mode}), {'measured' if comp else 'estimated'} compilation a job"
+    else:
+        basis += "; eager (below `compile: auto`'s break-even)"
+    gpu_row(f"decode from t = {sel['timestep']} ({s_dec} steps, CFG) + VAE", f"{imgs:,} images",
+            imgs / r + dec_compile, f"{r:,.1f} img/s", basis, C * len(sel["ipc"]))
     abl = fig.get("timestep_ablation", {})
     if fig.get("enabled", True) and abl.get("enabled", True):
         ts = abl.get("timesteps") or inv["keep_timesteps"]

@@ -63,7 +63,7 @@ def main(argv=None):
             s = time.perf_counter() - t0
             ref = out if ref is None else ref
             assert np.array_equal(ref, out), "the batches differ between thread counts"
-            rows.append({"stage": "encode_decode", "threads": t, "cores": os.cpu_count(), "images": a.n,
+            rows.append({"stage": "jpeg_decode", "threads": t, "cores": os.cpu_count(), "images": a.n,
                          "seconds": round(s, 3), "img_per_s": round(a.n / s, 1)})
         base = rows[0]["img_per_s"]
         print("| threads | s | img/s | x 1 thread |\n|---:|---:|---:|---:|")

@@ -139,7 +139,8 @@ def peak_tflops(device):
 
 def compiled_rows(modes, dit, vae, z0, labels, acp_t, grid, t_end, dtype, device, repeats, eager_rows, peak):
     """Eager against compiled DiT, per mode: forward, invert (CFG) and decode (CFG + eager VAE). Prints a table and
-    returns {(stage, mode): img/s} where a mode beats eager (for the cost model)."""
+    returns {(stage, mode): img/s} where a mode beats eager, and {("compile_dit", mode): compilation s and break-even}
+    for every mode (for the cost model)."""
     batch = len(z0)
     n_steps = int((grid <= t_end).sum())
     zz = torch.randn((2 * batch, 4, 32, 32), device=device).to(dtype)

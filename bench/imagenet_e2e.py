@@ -11,7 +11,7 @@ random-weight models of the real shapes (nothing downloaded). Not a test: it nee
 
     python bench/imagenet_e2e.py                         # on a GPU machine: everything
     python bench/imagenet_e2e.py --layers 2 --dry-run     # anywhere: data, models and the DAG only (snakemake -n)
-    python bench/imagenet_e2e.py --smoke                  # on a CPU: every stage at tiny sizes (about 10 min, 2 cores)
+    python bench/imagenet_e2e.py --smoke                  # on a CPU: every stage at tiny sizes (about 5 min, 2 cores)
 
 `--smoke` runs the same configuration and models (DiT-XL/2's width, 1 block unless --layers) on 2 classes x 12 images,
 IPC 2 and 4, m = 1,000, one epoch, on whatever device there is: it checks that the ImageNet path runs through every
@@ -69,7 +69,7 @@ def prepare(work: Path, a) -> Path:
         cfg["figures"].update(grid_ipc=2)
         cfg["figures"]["timestep_ablation"].update(ipc=2, m=200)
         cfg["encode"].update(batch_size=8, threads=1)
-        cfg["invert"].update(batch_size=12)
+        cfg["invert"].update(batch_size=8)  # 12 images: a full batch and a partial one
         cfg["decode"].update(batch_size=8)
     out = work / "imagenet_e2e.yaml"
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -118,7 +118,7 @@ def main(argv=None):
     if a.smoke:
         smoke = {"classes": 2, "images": 12, "val": 2, "layers": 1, "epochs": 1, "cores": 2}
         for k, v in smoke.items():  # the smoke sizes, where the command line did not give others
-            if getattr(a, k) == p.get_default(k):
+            if f"--{k}" not in (argv if argv is not None else sys.argv[1:]):
                 setattr(a, k, v)
         if a.work == p.get_default("work"):
             a.work += "-smoke"

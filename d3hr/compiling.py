@@ -19,8 +19,9 @@ Compile = Literal["auto", "never", "default", "reduce-overhead", "max-autotune-n
 # and a warm inductor cache per job: 10 s / 0.23 ms = about 45,000; the ResNet-18 student step 7,650 img/s eagerly and
 # 8,721 compiled (measured), about 30 s to compile its training step and the teacher: about 2 M. An ImageNet invert
 # job (1,281 images x 39 steps x 2 = 100,000) and its students (3 M and 15 M images) compile; a decode job (one class:
-# 10 or 50 images x 31 steps x 2 = 620-3,100) and a timestep-ablation job do not. `bench/gpu_stages.py` and
-# `bench/eval_throughput.py` print the measured break-even; `compile: default` compiles whatever the work.
+# 10 or 50 images x 31 steps x 2 = 620-3,100) and a timestep-ablation job do not. `bench/gpu_stages.py` prints the
+# measured break-even of the DiT in this unit, `bench/eval_throughput.py` a student's compilation time; `compile:
+# default` compiles whatever the work.
 AUTO_MIN_WORK = {"dit": 45_000, "student": 2_000_000}
 
 
@@ -45,8 +46,8 @@ def compile_mode(device, setting: str, work: int | None = None, kind: str = "dit
 
 
 def compiled(model, device, setting: str, work: int | None = None, kind: str = "dit"):
-    """`model` compiled under `compile_mode` (static shapes: a job's full batches and its one partial batch each get
-    their own graph), or `model` itself. A graph that fails to compile runs eagerly, with torch's warning in the log
+    """`model` compiled under `compile_mode` (static shapes: each batch shape it is called with gets its own graph; the
+    inversion calls it with its full batches only), or `model` itself. A graph that fails to compile runs eagerly, with torch's warning in the log
     (Dynamo's `suppress_errors`): compilation makes a job faster, never makes it fail. D3HR_COMPILE_STRICT=1 in the
     environment raises instead (the tests)."""
     import torch

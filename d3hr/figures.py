@@ -291,6 +291,8 @@ def best_vs_m(selected_files, n_points=40) -> tuple[pd.DataFrame, pd.DataFrame]:
             if k > head.size:
                 pts.append((k, float(min(cummin[-1] if head.size else np.inf, chunk_best[: c + 1].min()))))
         for k, best in pts:
+            if not np.isfinite(best):  # the first groups scored NaN (a zero std at IPC 2): no best yet
+                continue
             curves.append({"cls": a["cls"], "ipc": int(a["ipc"]), "m": k, "best_score": best,
                            "relative_best": best / median})
         summary.append({"cls": a["cls"], "ipc": int(a["ipc"]), "m": m, "best_score": float(a["score"]),

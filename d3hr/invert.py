@@ -52,7 +52,7 @@ def invert_class(latents: str, pipeline: str, out: str, cls: str, label: int, ti
     grid = timestep_grid(ldm.num_train_timesteps, num_steps)
     keep = sorted(int(t) for t in keep_timesteps)
     n_steps = int((grid <= keep[-1]).sum())
-    work = dit_work(len(z0), n_steps, guidance)
+    work = dit_work((len(z0) // batch_size) * batch_size or len(z0), n_steps, guidance)  # the compiled batches' images
     dit = compiled(ldm.transformer, device, compile, work)
     zt_all = {t: np.empty((len(z0), int(np.prod(z0.shape[1:]))), dtype=np.float32) for t in keep}
     bar = tqdm(total=n_steps * -(-len(z0) // batch_size), desc=f"invert {cls}", mininterval=10, file=sys.stderr)

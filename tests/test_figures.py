@@ -120,10 +120,11 @@ def test_group_sampling_figure_takes_a_nan_score(tiny_run, tmp_path):
     for p in sorted((wd / "results").glob("*/selected/ipc2/*.h5")):
         files.append(shutil.copy(p, tmp_path / p.name))
         with h5py.File(files[-1], "r+") as f:
-            f["scores_head"][1] = np.nan
+            f["scores_head"][:2] = np.nan  # the first group too: no best-so-far at m = 1
     plot_group_sampling(files, tmp_path / "g.png", tmp_path / "g.pdf", tmp_path / "curve.csv", tmp_path / "summary.csv")
     summary, curve = pd.read_csv(tmp_path / "summary.csv"), pd.read_csv(tmp_path / "curve.csv")
     assert np.isfinite(summary.median_score).all() and np.isfinite(curve.best_score).all()
+    assert curve.m.min() > 2  # the curve starts at the first finite score (m = 3)
     assert (tmp_path / "g.png").stat().st_size > 10_000
 
 

@@ -66,7 +66,9 @@ def test_mmd_scores_against_a_direct_computation_and_torch():
     z[1] = ref[:4] + 3.0  # far from the reference
     h2 = rbf_bandwidth(ref)
     d2 = ((ref[:, None] - ref[None]) ** 2).sum(-1)
-    assert h2 == pytest.approx(np.median(d2[np.triu_indices(30, 1)]), rel=1e-6)
+    # the median heuristic: the squared median distance (with an even number of pairs not the median squared distance)
+    assert h2 == pytest.approx(np.median(np.sqrt(d2[np.triu_indices(30, 1)])) ** 2, rel=1e-6)
+    assert rbf_bandwidth(ref[:4]) == pytest.approx(np.median(np.sqrt(d2[:4, :4][np.triu_indices(4, 1)])) ** 2, rel=1e-6)
     k = lambda a, b: np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / h2)
     want = [k(g, g).mean() - 2 * k(g, ref).mean() + k(ref, ref).mean() for g in z.astype(np.float64)]
     got = mmd_scores(z, ref, h2)
