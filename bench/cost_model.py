@@ -48,6 +48,25 @@ def n_steps(num_inference_steps: int, t: int, train_steps: int = 1000) -> int:
     return sum(1 for g in range(0, train_steps, train_steps // num_inference_steps) if g <= t)
 
 
+def dit_stage(rates, gpu, config, stage: str, work: float, jobs: int) -> tuple[dict, float, str]:
+    """A DiT stage's rate under the config's `compile` for a job of `work` images through the DiT (d3hr.compiling: at
+    ImageNet scale `auto` compiles an invert job, not a decode job): (its rate row, the seconds of compilation of its
+    `jobs`, how). A compiled job pays its compilation (measured by bench/gpu_stages.py, else COMPILE_DIT_S) at the
+    compiled rate where one is measured, else at the eager rate."""
+    setting = config.get("compile", "auto")
+    mode = compile_mode(torch_device("cuda"), setting, work)
+    eager = newest(rates, stage=stage, device=gpu, compile=None)
+    if not mode:
+        return eager, 0.0, "eager (" + ("below `compile: auto`'s break-even" if setting == "auto" else
+                                        f"`compile: {setting}`") + ")"
+    fast = newest(rates, stage=stage, device=gpu, compile=mode)
+    comp = newest(rates, stage="compile_dit", device=gpu, compile=mode, model="DiT xl")
+    c_s = comp["rate"] if comp else COMPILE_DIT_S
+    rate = "" if fast else ": at the eager rate, the compiled one not measured"
+    how = f"compiled ({mode}){rate}, {c_s:.0f} s of compilation a job ({'measured' if comp else 'estimated'})"
+    return fast or eager, jobs * c_s, how
+
+
 # the rule of each GPU row, by the row's first word
 RULE_OF = {"encode": "encode", "invert": "invert", "select": "select", "decode": "decode",
            "timestep": "ablation_timestep", "evaluate": "evaluate"}
@@ -86,22 +105,12 @@ def model(config: dict, counts: dict, rates: list[dict], gpu: str, profile: dict
 
     enc = newest(rates, stage="encode", device=gpu)
     gpu_row("encode", f"{n:,} images", n / enc["rate"], f"{enc['rate']:,.0f} img/s", "measured", C)
-    inv_r = newest(rates, stage="invert", device=gpu, compile=None)
     s_inv = n_steps(inv["num_inference_steps"], max(inv["keep_timesteps"]))
-    # `compile: auto` weighs a job's work (d3hr.compiling): an ImageNet invert job compiles, a decode job does not
-    mode = compile_mode(torch_device("cuda"), config.get("compile", "auto"),
-                        dit_work(n / C, s_inv, inv["guidance_scale"]))
-    fast = newest(rates, stage="invert", device=gpu, compile=mode) if mode else None
-    inv_r = fast or inv_r
+    inv_r, inv_compile, note = dit_stage(rates, gpu, config, "invert", dit_work(n / C, s_inv, inv["guidance_scale"]), C)
     r = inv_r["rate"] * inv_r["steps"] / s_inv
     basis = "measured" if s_inv == inv_r["steps"] else f"scaled from {inv_r['rate']} img/s at {inv_r['steps']} steps"
-    if mode:
-        comp = newest(rates, stage="compile_dit", device=gpu, compile=mode, model="DiT xl")
-        c_s = comp["rate"] if comp else COMPILE_DIT_S
-        basis += (f"; compiled ({mode}){'' if fast else ': at the eager rate, the compiled one not measured'}, "
-                  f"{c_s:.0f} s of compilation a job ({'measured' if comp else 'estimated'})")
-    gpu_row(f"invert to t = {max(inv['keep_timesteps'])} ({s_inv} steps, CFG)", f"{n:,} images",
-            n / r + (C * c_s if mode else 0), f"{r:,.1f} img/s", basis, C)
+    gpu_row(f"invert to t = {max(inv['keep_timesteps'])} ({s_inv} steps, CFG)", f"{n:,} images", n / r + inv_compile,
+            f"{r:,.1f} img/s", f"{basis}; {note}", C)
     sel_gpu = [newest(rates, stage="select", ipc=i, d=4096, device=gpu) for i in sel["ipc"]]
     if all(s and s["device"] == gpu for s in sel_gpu):
         secs = sum(C * sel["m"] / s["rate"] for s in sel_gpu)
@@ -115,22 +124,13 @@ def model(config: dict, counts: dict, rates: list[dict], gpu: str, profile: dict
                      "basis": "not measured (on a GPU since session 15; the numpy path on 2 CPU cores: "
                               + (f"{cpu_h:,.0f} CPU-h)" if cpu_h else "no rate)")})
     s_dec = n_steps(inv["num_inference_steps"], sel["timestep"])
-    dec_mode = compile_mode(torch_device("cuda"), config.get("compile", "auto"),
-                            dit_work(min(sel["ipc"]), s_dec, dec["guidance_scale"]))  # under auto: eager
-    dec_r = newest(rates, stage="decode", device=gpu, compile=dec_mode) if dec_mode else None
-    dec_r = dec_r or newest(rates, stage="decode", device=gpu, compile=None)
+    dec_r, dec_compile, note = dit_stage(rates, gpu, config, "decode",
+                                         dit_work(min(sel["ipc"]), s_dec, dec["guidance_scale"]), C * len(sel["ipc"]))
     r = dec_r["rate"] * dec_r["steps"] / s_dec
     imgs = C * sum(sel["ipc"])
-    basis = "measured" if s_dec == dec_r["steps"] else "scaled"
-    dec_compile = 0.0
-    if dec_mode:
-        comp = newest(rates, stage="compile_dit", device=gpu, compile=dec_mode, model="DiT xl")
-        dec_compile = C * len(sel["ipc"]) * (comp["rate"] if comp else COMPILE_DIT_S)
-        basis += f"; compiled ({dec_mode}), {'measured' if comp else 'estimated'} compilation a job"
-    else:
-        basis += "; eager (below `compile: auto`'s break-even)"
     gpu_row(f"decode from t = {sel['timestep']} ({s_dec} steps, CFG) + VAE", f"{imgs:,} images",
-            imgs / r + dec_compile, f"{r:,.1f} img/s", basis, C * len(sel["ipc"]))
+            imgs / r + dec_compile, f"{r:,.1f} img/s",
+            f"{'measured' if s_dec == dec_r['steps'] else 'scaled'}; {note}", C * len(sel["ipc"]))
     abl = fig.get("timestep_ablation", {})
     if fig.get("enabled", True) and abl.get("enabled", True):
         ts = abl.get("timesteps") or inv["keep_timesteps"]
